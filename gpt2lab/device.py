@@ -1,0 +1,69 @@
+"""Choosing where a model runs (CUDA, Apple MPS or CPU) and in which precision."""
+from __future__ import annotations
+
+import torch
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+DTYPE_CHOICES = ("auto", "float32", "float16", "bfloat16")
+
+# Above this many parameters a model in float32 stops fitting comfortably on common GPUs
+# (gpt2-xl has 1.56B), so "auto" switches to half precision on CUDA.
+_HALF_PRECISION_ABOVE = 1_000_000_000
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+def pick_device(device: str | torch.device | None = "auto") -> torch.device:
+    """Resolve ``device``: "auto" tries CUDA, then Apple MPS, then the CPU.
+
+    Explicit names ("cpu", "cuda", "cuda:1", "mps") are checked so that asking for a device
+    that is not there fails here, with the reason, instead of deep inside torch.
+    """
+    if isinstance(device, torch.device):
+        device = str(device)
+    if device is None or device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if _mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if not isinstance(device, str):
+        raise TypeError(f"device must be a string such as 'auto', 'cpu', 'cuda' or 'mps', got {device!r}")
+    kind = device.split(":")[0]
+    if kind not in DEVICE_CHOICES[1:]:
+        raise ValueError(f"device={device!r} is not known; use one of {', '.join(DEVICE_CHOICES)} (or 'cuda:N')")
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"device={device!r} was asked for, but torch sees no CUDA GPU here; use 'auto' or 'cpu'")
+        index = device.split(":")[1] if ":" in device else "0"
+        if not index.isdigit() or int(index) >= torch.cuda.device_count():
+            raise ValueError(f"device={device!r}: there are {torch.cuda.device_count()} CUDA devices (cuda:0 ...)")
+    if kind == "mps" and not _mps_available():
+        raise RuntimeError("device='mps' was asked for, but Apple MPS is not available here; use 'auto' or 'cpu'")
+    return torch.device(device)
+
+
+def pick_dtype(dtype: str | torch.dtype | None, device: torch.device, n_params: int | None = None) -> torch.dtype:
+    """Resolve ``dtype``. "auto" means float32 (exact, what the parity tests assume) except for
+    models above 1B parameters on CUDA, which get bfloat16 (or float16 on GPUs without bf16)."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype is None or dtype == "auto":
+        if device.type == "cuda" and n_params is not None and n_params > _HALF_PRECISION_ABOVE:
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    if dtype not in DTYPE_CHOICES:
+        raise ValueError(f"dtype={dtype!r} is not known; use one of {', '.join(DTYPE_CHOICES)} or a torch.dtype")
+    return getattr(torch, dtype)
+
+
+def describe(device: torch.device) -> str:
+    """A short human description, e.g. 'cuda (NVIDIA H100)' or 'cpu (2 threads)'."""
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    if device.type == "cpu":
+        return f"cpu ({torch.get_num_threads()} threads)"
+    return device.type

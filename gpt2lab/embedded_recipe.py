@@ -1,0 +1,94 @@
+"""How the embedded model was made: ``python -m gpt2lab.embedded_recipe --out DIR``.
+
+A 6-layer GPT-2 (the same ``GPT2LMHeadModel`` class as the real one, 3.5M parameters) with its own
+4,096-token byte-level BPE, trained from scratch on the tinyshakespeare train split with
+``gpt2lab.training``. Weights are stored as float16 safetensors to stay small; gpt2lab loads
+them as float32. A model card with the measured figures is written beside the weights.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from . import data
+from .bpe import train_bpe
+from .evaluation import score_text
+from .training import RandomWindows, PackedBlocks, TrainConfig, train
+
+ARCH = dict(n_layer=6, n_head=6, n_embd=192, n_positions=256, vocab_size=4096)
+DROPOUT = 0.1
+DEFAULT_STEPS = 1500
+
+
+def build_model(tokenizer, seed: int = 0):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(seed)
+    eos = tokenizer.eos_token_id
+    # no attention dropout: it makes the SDPA kernel much slower on CPU for little gain here
+    config = GPT2Config(**ARCH, resid_pdrop=DROPOUT, embd_pdrop=DROPOUT, attn_pdrop=0.0,
+                        bos_token_id=eos, eos_token_id=eos, pad_token_id=eos)
+    return GPT2LMHeadModel(config)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default=str(Path(__file__).parent / "embedded" / "shakespeare-gpt2"))
+    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--seed", type=int, default=1337)
+    parser.add_argument("--work-dir", default="build/embedded-run", help="checkpoints while training")
+    args = parser.parse_args(argv)
+
+    train_text, val_text = data.tinyshakespeare_split()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    tokenizer = train_bpe(train_text, vocab_size=ARCH["vocab_size"])
+    tokenizer.model_max_length = ARCH["n_positions"]
+    train_ids = tokenizer(train_text)["input_ids"]
+    val_ids = tokenizer(val_text)["input_ids"]
+    block = ARCH["n_positions"]
+    model = build_model(tokenizer, args.seed)
+    cfg = TrainConfig(max_steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr,
+                      warmup_steps=min(100, args.steps // 10), min_lr_ratio=0.05, weight_decay=0.1,
+                      eval_every=max(1, args.steps // 6), eval_batches=10, checkpoint_every=200, keep_last=1,
+                      sample_every=0, seed=args.seed, mixed_precision="no")
+    result = train(model, RandomWindows(train_ids, block, seed=args.seed), PackedBlocks(val_ids, block), cfg,
+                   tokenizer=tokenizer, output_dir=args.work_dir)
+    train_seconds = time.time() - t0
+
+    model.config.resid_pdrop = model.config.embd_pdrop = model.config.attn_pdrop = 0.0
+    model.half().save_pretrained(out, safe_serialization=True)
+    model.float()
+    model.generation_config.pad_token_id = tokenizer.eos_token_id
+    tokenizer.save_pretrained(out)
+
+    from .loading import from_model
+    lm = from_model(model, tokenizer, name="shakespeare-gpt2", device="cpu")
+    val = score_text(lm, val_text, stride=block // 2)
+    stats = {
+        "architecture": ARCH, "dropout": DROPOUT, "parameters": lm.n_params,
+        "train_chars": len(train_text), "val_chars": len(val_text),
+        "train_tokens": len(train_ids), "val_tokens": len(val_ids),
+        "steps": cfg.max_steps, "batch_size": cfg.batch_size, "block_size": block,
+        "tokens_seen": result.tokens_seen, "train_seconds": round(train_seconds, 1),
+        "val_loss_nats_per_token": round(val.loss, 4), "val_bits_per_char": round(val.bits_per_char, 4),
+        "val_stride": block // 2, "history": result.history,
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}",
+        "command": f"python -m gpt2lab.embedded_recipe --steps {args.steps} --batch-size {args.batch_size} "
+                   f"--lr {args.lr} --seed {args.seed}",
+    }
+    (out / "training_stats.json").write_text(json.dumps(stats, indent=2))
+    print(json.dumps({k: v for k, v in stats.items() if k != "history"}, indent=2))
+    return stats
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,436 @@
+"""Training loop for GPT-2-style models, on top of Hugging Face ``accelerate``.
+
+One loop serves training from scratch (the embedded model) and fine-tuning (``gpt2lab.finetune``):
+the same code runs on a CPU, one GPU with bf16/fp16 autocast, or several GPUs when started with
+``accelerate launch`` / ``torchrun``. It adds what a course needs around the optimisation step:
+
+* deterministic, resumable data order: the batch of step ``s`` is a function of (seed, s) only;
+* warmup then cosine decay; gradient accumulation; gradient clipping;
+* periodic validation loss, samples and a tqdm bar with the running loss;
+* atomic checkpoints (written to a temporary folder, then renamed) keeping the last K, and resume
+  from the latest one with model, optimizer, scheduler and step restored.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+CHECKPOINT_PREFIX = "checkpoint-"
+STATE_FILE = "trainer_state.json"
+
+
+# ----------------------------------------------------------------------------- data
+
+class RandomWindows(torch.utils.data.Dataset):
+    """Windows of ``block_size`` + 1 tokens at random offsets of one long token stream.
+
+    Item ``i`` is always the same window (its offset comes from a generator seeded with i), so the
+    data order is reproducible and a resumed run sees exactly the batches it would have seen.
+    """
+
+    def __init__(self, ids, block_size: int, seed: int = 0, length: int | None = None):
+        self.ids = torch.as_tensor(ids, dtype=torch.long)
+        if len(self.ids) < block_size + 1:
+            raise ValueError(f"the token stream has {len(self.ids)} tokens, fewer than one block of "
+                             f"{block_size} + 1; use a smaller block_size or more text")
+        self.block_size, self.seed = block_size, seed
+        self.max_offset = len(self.ids) - block_size - 1
+        self.length = length or max(1, len(self.ids) // block_size)
+
+    def __len__(self):
+        return self.length
+
+    def __getitem__(self, i):
+        offset = int(np.random.default_rng((self.seed, int(i))).integers(0, self.max_offset + 1))
+        window = self.ids[offset: offset + self.block_size + 1]
+        return {"input_ids": window[:-1], "labels": window[1:]}
+
+
+class PackedBlocks(torch.utils.data.Dataset):
+    """Consecutive, non-overlapping blocks of a token stream (the last partial block is dropped
+    and reported by ``dropped_tokens``). Labels are the inputs shifted by one inside the block."""
+
+    def __init__(self, ids, block_size: int):
+        ids = torch.as_tensor(ids, dtype=torch.long)
+        n_blocks = (len(ids) - 1) // block_size
+        if n_blocks < 1:
+            raise ValueError(f"the text has {len(ids)} tokens, fewer than one block of {block_size} + 1; "
+                             "use a smaller block_size or more text")
+        self.block_size = block_size
+        self.inputs = ids[: n_blocks * block_size].view(n_blocks, block_size)
+        self.targets = ids[1: n_blocks * block_size + 1].view(n_blocks, block_size)
+        self.dropped_tokens = len(ids) - n_blocks * block_size - 1
+
+    def __len__(self):
+        return len(self.inputs)
+
+    def __getitem__(self, i):
+        return {"input_ids": self.inputs[i], "labels": self.targets[i]}
+
+
+def collate(items: list[dict]) -> dict:
+    """Stack items; when lengths differ, right-pad (labels with -100 so padding is not learned)."""
+    out = {}
+    longest = max(len(it["input_ids"]) for it in items)
+    for key in items[0]:
+        fill = -100 if key == "labels" else 0
+        rows = []
+        for it in items:
+            row = torch.as_tensor(it[key])
+            if len(row) < longest:
+                row = torch.cat([row, torch.full((longest - len(row),), fill, dtype=row.dtype)])
+            rows.append(row)
+        out[key] = torch.stack(rows)
+    if "attention_mask" not in out and any(len(it["input_ids"]) < longest for it in items):
+        out["attention_mask"] = torch.stack([
+            torch.cat([torch.ones(len(it["input_ids"]), dtype=torch.long),
+                       torch.zeros(longest - len(it["input_ids"]), dtype=torch.long)]) for it in items])
+    return out
+
+
+def sample_indices(n_items: int, seed: int, start: int, count: int) -> list[int]:
+    """Positions ``start .. start+count`` of an endless stream of shuffled epochs over n_items."""
+    out, pos = [], start
+    cache: dict[int, np.ndarray] = {}
+    while len(out) < count:
+        epoch, within = divmod(pos, n_items)
+        if epoch not in cache:
+            cache[epoch] = np.random.default_rng((seed, epoch)).permutation(n_items)
+        out.append(int(cache[epoch][within]))
+        pos += 1
+    return out
+
+
+# ----------------------------------------------------------------------------- config
+
+@dataclass
+class TrainConfig:
+    max_steps: int = 1000
+    batch_size: int = 16  # sequences per micro-batch per process
+    grad_accum: int = 1
+    learning_rate: float = 3e-4
+    min_lr_ratio: float = 0.1  # cosine decays to learning_rate * min_lr_ratio
+    warmup_steps: int = 50
+    weight_decay: float = 0.1
+    betas: tuple = (0.9, 0.95)
+    grad_clip: float = 1.0
+    eval_every: int = 200
+    eval_batches: int = 20
+    checkpoint_every: int = 0  # 0: only at the end
+    keep_last: int = 2
+    sample_every: int = 0
+    sample_prompt: str = "\n"
+    sample_tokens: int = 60
+    seed: int = 1337
+    mixed_precision: str = "auto"  # "auto", "no", "bf16", "fp16"
+    freeze_embeddings: bool = False  # gpt-2-simple's only_train_transformer_layers
+    log_every: int = 10
+    progress: bool = True
+
+    def validate(self):
+        checks = [("max_steps", self.max_steps >= 1, ">= 1"), ("batch_size", self.batch_size >= 1, ">= 1"),
+                  ("grad_accum", self.grad_accum >= 1, ">= 1"), ("learning_rate", self.learning_rate > 0, "> 0"),
+                  ("warmup_steps", self.warmup_steps >= 0, ">= 0"), ("keep_last", self.keep_last >= 1, ">= 1"),
+                  ("min_lr_ratio", 0 <= self.min_lr_ratio <= 1, "in [0, 1]"),
+                  ("mixed_precision", self.mixed_precision in ("auto", "no", "bf16", "fp16"),
+                   "one of auto, no, bf16, fp16")]
+        for name, ok, allowed in checks:
+            if not ok:
+                raise ValueError(f"{name}={getattr(self, name)!r} is not allowed; it must be {allowed}")
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    history: list = field(default_factory=list)  # dicts: step, loss, lr, (val_loss), tokens, seconds
+    tokens_seen: int = 0
+    seconds: float = 0.0
+    last_checkpoint: str | None = None
+
+    @property
+    def val_losses(self):
+        return [(h["step"], h["val_loss"]) for h in self.history if "val_loss" in h]
+
+    def plot(self, ax=None):
+        """Training and validation loss against step."""
+        import matplotlib.pyplot as plt
+
+        ax = ax or plt.subplots(figsize=(7, 4))[1]
+        train = [(h["step"], h["loss"]) for h in self.history if "loss" in h]
+        if train:
+            ax.plot(*zip(*train), label="train loss", alpha=0.8)
+        if self.val_losses:
+            ax.plot(*zip(*self.val_losses), "o-", label="validation loss")
+        ax.set_xlabel("step")
+        ax.set_ylabel("cross-entropy (nats/token)")
+        ax.legend()
+        ax.grid(alpha=0.3)
+        return ax
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warmup, then cosine decay to ``learning_rate * min_lr_ratio`` at ``max_steps``."""
+    if cfg.warmup_steps and step < cfg.warmup_steps:
+        return cfg.learning_rate * (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
+    cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return cfg.learning_rate * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * cosine)
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+def list_checkpoints(folder: str | Path) -> list[Path]:
+    """Complete checkpoints in ``folder``, oldest first (temporary, half-written ones are ignored)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = []
+    for p in folder.iterdir():
+        if p.is_dir() and p.name.startswith(CHECKPOINT_PREFIX) and p.name[len(CHECKPOINT_PREFIX):].isdigit() \
+                and (p / STATE_FILE).is_file():
+            found.append(p)
+    return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):]))
+
+
+def latest_checkpoint(folder: str | Path) -> Path | None:
+    ckpts = list_checkpoints(folder)
+    return ckpts[-1] if ckpts else None
+
+
+def _fsync_dir(path: Path):
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def save_checkpoint(folder: str | Path, step: int, model, optimizer=None, scheduler=None, tokenizer=None,
+                    state: dict | None = None, keep_last: int | None = None) -> Path:
+    """Write ``folder/checkpoint-<step>`` atomically: everything goes into a temporary folder that
+    is renamed into place only once complete, so a crash mid-save leaves the previous checkpoint
+    as the latest and never a half-written one."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / f"{CHECKPOINT_PREFIX}{step}"
+    tmp = Path(tempfile.mkdtemp(dir=folder, prefix=f".tmp-{CHECKPOINT_PREFIX}{step}-"))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+        if optimizer is not None:
+            torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        if scheduler is not None:
+            torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+        torch.save({"torch": torch.get_rng_state(), "numpy": np.random.get_state()[1]}, tmp / "rng.pt")
+        # the state file is written last: its presence marks a complete checkpoint
+        with open(tmp / STATE_FILE, "w") as fh:
+            json.dump({"step": step, **(state or {})}, fh, indent=2)
+            fh.flush()
+            os.fsync(fh.fileno())
+        for f in tmp.iterdir():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        _fsync_dir(folder)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    if keep_last:
+        for old in list_checkpoints(folder)[:-keep_last]:
+            shutil.rmtree(old, ignore_errors=True)
+    for stale in folder.glob(f".tmp-{CHECKPOINT_PREFIX}*"):  # left by a killed earlier save
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+    return final
+
+
+def read_checkpoint_state(path: str | Path) -> dict:
+    with open(Path(path) / STATE_FILE) as fh:
+        return json.load(fh)
+
+
+# ----------------------------------------------------------------------------- the loop
+
+@torch.no_grad()
+def evaluate_loss(model, dataset, batch_size: int, max_batches: int | None, device) -> float:
+    """Mean next-token cross-entropy (nats per predicted token) over the first batches of ``dataset``."""
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    n = len(dataset)
+    limit = n if max_batches is None else min(n, max_batches * batch_size)
+    for start in range(0, limit, batch_size):
+        batch = collate([dataset[i] for i in range(start, min(limit, start + batch_size))])
+        batch = {k: v.to(device) for k, v in batch.items()}
+        labels = batch.pop("labels")
+        logits = model(**batch).logits
+        loss = torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.size(-1)), labels.reshape(-1),
+                                                 ignore_index=-100, reduction="sum")
+        total += loss.item()
+        count += int((labels != -100).sum())
+    if was_training:
+        model.train()
+    return total / max(count, 1)
+
+
+def _mixed_precision(choice: str) -> str:
+    if choice != "auto":
+        return choice
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "no"
+
+
+def train(model, train_data, val_data=None, config: TrainConfig | None = None, *, tokenizer=None,
+          output_dir: str | Path | None = None, resume: bool = True,
+          on_log: Callable[[dict], None] | None = None) -> TrainResult:
+    """Train ``model`` (a transformers causal LM) on ``train_data`` (a Dataset of dicts with
+    ``input_ids`` and ``labels``; see :class:`RandomWindows` and :class:`PackedBlocks`).
+
+    output_dir: where checkpoints go; with ``resume=True`` the latest complete checkpoint there is
+        loaded and training continues from its step with its optimizer and scheduler state.
+    Returns a :class:`TrainResult` with the loss history.
+    """
+    from accelerate import Accelerator
+    from tqdm.auto import tqdm
+
+    cfg = config or TrainConfig()
+    cfg.validate()
+    accelerator = Accelerator(mixed_precision=_mixed_precision(cfg.mixed_precision),
+                              gradient_accumulation_steps=cfg.grad_accum)
+    torch.manual_seed(cfg.seed)
+
+    if cfg.freeze_embeddings:
+        for name, param in model.named_parameters():
+            if any(key in name for key in ("wte", "wpe", "embed_tokens", "embed_positions")):
+                param.requires_grad_(False)
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            (decay if param.dim() >= 2 else no_decay).append(param)
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}],
+                                  lr=cfg.learning_rate, betas=tuple(cfg.betas))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_at(s, cfg) / cfg.learning_rate)
+
+    start_step = 0
+    history: list = []
+    tokens_seen = 0
+    if output_dir is not None and resume:
+        last = latest_checkpoint(output_dir)
+        if last is not None:
+            from safetensors.torch import load_model
+
+            weights = last / "model.safetensors"
+            load_model(model, str(weights), strict=False)
+            optimizer.load_state_dict(torch.load(last / "optimizer.pt", weights_only=True))
+            scheduler.load_state_dict(torch.load(last / "scheduler.pt", weights_only=True))
+            state = read_checkpoint_state(last)
+            start_step = int(state["step"])
+            history = state.get("history", [])
+            tokens_seen = int(state.get("tokens_seen", 0))
+            accelerator.print(f"gpt2lab: resuming from {last} (step {start_step})")
+
+    # the scheduler is not prepared: accelerate would step it once per process, while here the
+    # schedule is defined in optimizer steps whatever the number of processes
+    model, optimizer = accelerator.prepare(model, optimizer)
+    model.train()
+    world, rank = accelerator.num_processes, accelerator.process_index
+    per_step = cfg.batch_size * cfg.grad_accum * world
+    t0 = time.perf_counter()
+    running = None
+    last_ckpt = None
+    bar = tqdm(total=cfg.max_steps, initial=start_step, desc="training", disable=not (cfg.progress and
+                                                                                        accelerator.is_main_process))
+    step = start_step
+    for step in range(start_step, cfg.max_steps):
+        step_loss = 0.0
+        for micro in range(cfg.grad_accum):
+            first = step * per_step + micro * cfg.batch_size * world + rank * cfg.batch_size
+            batch = collate([train_data[i] for i in sample_indices(len(train_data), cfg.seed, first,
+                                                                    cfg.batch_size)])
+            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+            labels = batch.pop("labels")
+            with accelerator.accumulate(model):
+                logits = model(**batch).logits
+                loss = torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.size(-1)),
+                                                         labels.reshape(-1), ignore_index=-100)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and cfg.grad_clip:
+                    accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                optimizer.step()
+                if accelerator.sync_gradients:
+                    scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+            step_loss += loss.item() / cfg.grad_accum
+            tokens_seen += int((labels != -100).sum()) * world
+        running = step_loss if running is None else 0.9 * running + 0.1 * step_loss
+        done = step + 1
+        record = None
+        if done % cfg.log_every == 0 or done == cfg.max_steps:
+            record = {"step": done, "loss": round(step_loss, 5), "lr": scheduler.get_last_lr()[0],
+                      "tokens": tokens_seen, "seconds": round(time.perf_counter() - t0, 2)}
+        if val_data is not None and (done % cfg.eval_every == 0 or done == cfg.max_steps):
+            record = record or {"step": done}
+            record["val_loss"] = round(evaluate_loss(accelerator.unwrap_model(model), val_data, cfg.batch_size,
+                                                     cfg.eval_batches, accelerator.device), 5)
+        if record:
+            history.append(record)
+            if on_log:
+                on_log(record)
+        if cfg.sample_every and tokenizer is not None and done % cfg.sample_every == 0 \
+                and accelerator.is_main_process:
+            bar.write(f"--- sample at step {done} ---\n" + sample_text(accelerator.unwrap_model(model), tokenizer,
+                                                                    cfg.sample_prompt, cfg.sample_tokens))
+        if output_dir is not None and accelerator.is_main_process and (
+                (cfg.checkpoint_every and done % cfg.checkpoint_every == 0) or done == cfg.max_steps):
+            last_ckpt = save_checkpoint(output_dir, done, accelerator.unwrap_model(model), optimizer, scheduler,
+                                        tokenizer, {"history": history, "tokens_seen": tokens_seen,
+                                                    "config": _jsonable(asdict(cfg))}, cfg.keep_last)
+        postfix = {"loss": f"{running:.3f}"}
+        if val_data is not None and any("val_loss" in h for h in history):
+            postfix["val"] = f"{[h for h in history if 'val_loss' in h][-1]['val_loss']:.3f}"
+        bar.set_postfix(postfix)
+        bar.update(1)
+    bar.close()
+    accelerator.wait_for_everyone()
+    model = accelerator.unwrap_model(model)
+    model.eval()
+    return TrainResult(steps=cfg.max_steps, history=history, tokens_seen=tokens_seen,
+                       seconds=time.perf_counter() - t0, last_checkpoint=str(last_ckpt) if last_ckpt else None)
+
+
+def _jsonable(d: dict) -> dict:
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
+
+
+@torch.no_grad()
+def sample_text(model, tokenizer, prompt: str = "\n", max_new_tokens: int = 60, seed: int = 0) -> str:
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    ids = tokenizer(prompt, return_tensors="pt")["input_ids"].to(device)
+    torch.manual_seed(seed)
+    out = model.generate(ids, max_new_tokens=max_new_tokens, do_sample=True, top_k=40, temperature=0.8,
+                         pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
+    if was_training:
+        model.train()
+    return tokenizer.decode(out[0])

@@ -3,7 +3,7 @@
 Texts longer than the model's context are scored with a sliding window: windows of ``block``
 tokens advance by ``stride`` tokens, and only the tokens not already scored by an earlier window
 count, each predicted with up to ``block - stride`` tokens of context before it. ``stride = block``
-is fastest (non-overlapping chunks, tokens at the start of a chunk see little context);
+is fastest (windows overlap by one token, so tokens at the start of a window see little context);
 a smaller stride gives every token more context and a lower, fairer number at more cost.
 """
 from __future__ import annotations
@@ -45,16 +45,17 @@ def score_ids(model, ids: torch.Tensor, block: int, stride: int | None = None, b
         raise ValueError(f"stride must be between 1 and block={block}, got {stride}")
     ids = torch.as_tensor(ids, dtype=torch.long).flatten()
     device = next(model.parameters()).device
+    # Windows: the first covers tokens [0, block); each later one scores the next `chunk` tokens and
+    # starts early enough to give them block - chunk tokens of context (at least one).
+    chunk = min(stride, block - 1)
     windows = []  # (start, end, first scored position within window)
-    prev_end = 1  # position 0 has no context, so scoring starts at token 1
-    start = 0
-    while prev_end < len(ids):
-        end = min(start + block, len(ids))
+    end = min(block, len(ids))
+    if end >= 2:
+        windows.append((0, end, 1))
+    while end < len(ids):
+        prev_end, end = end, min(end + chunk, len(ids))
+        start = max(0, end - block)
         windows.append((start, end, prev_end - start))
-        prev_end = end
-        if end == len(ids):
-            break
-        start += stride
     total, count = 0.0, 0
     for i in tqdm(range(0, len(windows), batch_size), disable=not progress, desc="scoring"):
         group = windows[i:i + batch_size]

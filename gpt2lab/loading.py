@@ -258,6 +258,12 @@ def load_default(device: str | torch.device = "auto", dtype="auto", **kwargs) ->
 
 def _load_local(path: Path, name: str, source: str, device, dtype, attn_implementation, verbose,
                 trust_remote_code: bool = False) -> LM:
+    if not any(path.glob("*.safetensors")):
+        pickled = [p.name for p in path.glob("*.bin")] + [p.name for p in path.glob("*.pt")]
+        raise ModelNotFoundError(
+            f"{str(path)!r} holds no .safetensors weights{' (only ' + ', '.join(pickled) + ')' if pickled else ''}. "
+            "gpt2lab never loads pickled weights, which can run arbitrary code; convert them once with "
+            "model.save_pretrained(dir, safe_serialization=True) in an environment you trust.")
     model, tok, torch_dtype = _load_pretrained(path, device=device, dtype=dtype,
                                                attn_implementation=attn_implementation,
                                                trust_remote_code=trust_remote_code, local_files_only=True)

@@ -31,7 +31,7 @@ POS_CATEGORIES = ("conjunctions", "prepositions", "adjectives", "modals", "nouns
 
 # Penn Treebank tag -> category. Penn's IN covers prepositions *and* subordinating conjunctions
 # ("because", "if", "that"); the tagger cannot tell them apart, so IN counts as a preposition, and
-# so does TO ("to" before a noun or an infinitive), as is common in these studies.
+# so does TO ("to" before a noun or an infinitive).
 PENN_TO_CATEGORY: dict[str, str] = {
     "CC": "conjunctions",
     "IN": "prepositions", "TO": "prepositions",
@@ -54,11 +54,11 @@ _WORDLIKE = re.compile(r"\w")
 
 # The tagger learnt English from 1980s newspapers and has never seen "thou" or "thy" (it calls
 # them nouns and verbs). These closed-class Early Modern English words get their Penn tag directly;
-# open-class words (nouns, adjectives ...) are left to the tagger.
+# open-class and ambiguous words ("art": a noun or "thou art") are left to the tagger.
 ARCHAIC_TAGS: dict[str, str] = {
     "thou": "PRP", "thee": "PRP", "ye": "PRP", "thyself": "PRP",
     "thy": "PRP$", "thine": "PRP$",
-    "art": "VBP", "hast": "VBP", "dost": "VBP", "wast": "VBD", "wert": "VBD",
+    "hast": "VBP", "dost": "VBP", "wast": "VBD", "wert": "VBD",
     "hath": "VBZ", "doth": "VBZ",
     "shalt": "MD", "wilt": "MD", "canst": "MD", "couldst": "MD", "wouldst": "MD", "shouldst": "MD",
     "mayst": "MD", "mightst": "MD",

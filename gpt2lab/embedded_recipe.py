@@ -92,3 +92,57 @@ def main(argv=None):
 
 if __name__ == "__main__":
     main()
+
+
+def write_model_card(folder: str | Path) -> Path:
+    """(Re)write MODEL_CARD.md from training_stats.json and evaluation.json in ``folder``."""
+    folder = Path(folder)
+    stats = json.loads((folder / "training_stats.json").read_text())
+    evaluation = json.loads((folder / "evaluation.json").read_text()) if (folder / "evaluation.json").exists() else None
+    sizes = {p.name: p.stat().st_size for p in folder.iterdir() if p.is_file()}
+    arch = stats["architecture"]
+    lines = [
+        "# shakespeare-gpt2: gpt2lab's embedded model",
+        "",
+        "A small GPT-2 trained from scratch by gpt2lab's own code, shipped inside the package so the course runs",
+        "offline. It uses the same `GPT2LMHeadModel` class as OpenAI's GPT-2, so everything in gpt2lab that works on",
+        "it works on real GPT-2 too.",
+        "",
+        "| | |", "|---|---|",
+        f"| architecture | GPT-2: {arch['n_layer']} layers, {arch['n_head']} heads, {arch['n_embd']}-dim, "
+        f"context {arch['n_positions']} tokens |",
+        f"| parameters | {stats['parameters']:,} (weights tied between token embedding and output layer) |",
+        f"| tokenizer | byte-level BPE, {arch['vocab_size']:,} tokens, trained with `tokenizers` on the train split |",
+        "| data | tinyshakespeare, first 90 % of the characters for training "
+        f"({stats['train_chars']:,} chars = {stats['train_tokens']:,} tokens), last 10 % held out "
+        f"({stats['val_chars']:,} chars) |",
+        f"| training | {stats['steps']} steps x {stats['batch_size']} sequences x {stats['block_size']} tokens "
+        f"({stats['tokens_seen']:,} tokens, ~{stats['tokens_seen'] / stats['train_tokens']:.0f} epochs), AdamW, "
+        f"warmup + cosine, dropout {stats['dropout']} |",
+        f"| training time | {stats['train_seconds'] / 60:.1f} min on {stats['machine']} (a 2-core machine) |",
+        f"| held-out loss | {stats['val_loss_nats_per_token']} nats/token, **{stats['val_bits_per_char']} bits/char** "
+        f"(sliding window, stride {stats['val_stride']}) |",
+        f"| files | " + ", ".join(f"{k} ({v / 1e6:.2f} MB)" for k, v in sorted(sizes.items()) if k != "MODEL_CARD.md")
+        + f"; total {sum(v for k, v in sizes.items() if k != 'MODEL_CARD.md') / 1e6:.2f} MB |",
+        "| weights | float16 safetensors (loaded as float32 by gpt2lab) |",
+        "",
+        "## Reproduce", "",
+        "```bash", f"GPT2LAB_DATA_MIRROR=../shared/data {stats['command']}", "```", "",
+        "(`gpt2lab/embedded_recipe.py`; the data are fetched and checksum-verified by `gpt2lab.data`.)", "",
+    ]
+    if evaluation:
+        lines += ["## Against n-gram models (same split, measured in one run)", "",
+                  "`python bench/bench_embedded_vs_ngram.py --write-card`", "",
+                  "| model | bits/char |", "|---|---|"]
+        for row in sorted(evaluation["rows"], key=lambda r: r["bits_per_char"])[:8]:
+            lines.append(f"| {row['model']} | {row['bits_per_char']:.4f} |")
+        lines += ["", f"Best n-gram: {evaluation['best_ngram']['model']} at "
+                      f"{evaluation['best_ngram']['bits_per_char']:.4f} bits/char; the embedded model reaches "
+                      f"{evaluation['embedded']['bits_per_char']:.4f}.", ""]
+    lines += ["## Limits", "",
+              "A 3.5M-parameter model that has read one million characters of Shakespeare: it writes speaker names,",
+              "verse-shaped lines and Shakespearean words, but not sense. It knows nothing outside that corpus; use",
+              "real GPT-2 (`GPT2LAB_MODEL=gpt2`) for modern English.", ""]
+    card = folder / "MODEL_CARD.md"
+    card.write_text("\n".join(lines))
+    return card

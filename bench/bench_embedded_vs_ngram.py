@@ -1,0 +1,83 @@
+"""Held-out bits per character: the embedded GPT-2 against the best n-gram models, in one run.
+
+Every model is scored on the same text: the last 10 % of tinyshakespeare (gpt2lab's fixed split),
+trained on the first 90 %. Bits per character = total negative log2-likelihood / characters, so
+character models, token models and the transformer compare directly.
+
+    python bench/bench_embedded_vs_ngram.py [--write-card]
+
+``--write-card`` records the figures in the embedded model's folder (evaluation.json) and
+regenerates its MODEL_CARD.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import gpt2lab  # noqa: E402
+from gpt2lab import data  # noqa: E402
+from gpt2lab.evaluation import score_text  # noqa: E402
+from gpt2lab.ngram import NGramLM  # noqa: E402
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--write-card", action="store_true")
+    parser.add_argument("--max-char-n", type=int, default=8)
+    parser.add_argument("--max-token-n", type=int, default=4)
+    args = parser.parse_args(argv)
+
+    train, val = data.tinyshakespeare_split()
+    lm = gpt2lab.load("embedded", device="auto", verbose=False)
+    rows = []
+
+    def add(name, fit_s, bpc):
+        rows.append({"model": name, "bits_per_char": round(bpc, 4), "seconds": round(fit_s, 2)})
+        print(f"{name:<45} {bpc:7.4f} bits/char   ({fit_s:6.1f} s)", flush=True)
+
+    print(f"validation split: {len(val):,} characters\n")
+    for smoothing in ("kneser-ney", "add-k"):
+        for n in range(1, args.max_char_n + 1):
+            t = time.perf_counter()
+            ng = NGramLM(n, smoothing=smoothing, k=0.01).fit(train)
+            add(f"char {n}-gram, {smoothing}", time.perf_counter() - t, ng.bits_per_char(val))
+    for n in range(1, args.max_token_n + 1):
+        t = time.perf_counter()
+        ng = NGramLM(n, level="token", tokenizer=lm.tokenizer).fit(train)
+        add(f"token {n}-gram (embedded BPE), kneser-ney", time.perf_counter() - t, ng.bits_per_char(val))
+    for stride in (lm.context_length, lm.context_length // 2):
+        t = time.perf_counter()
+        score = score_text(lm, val, stride=stride)
+        add(f"embedded GPT-2 {lm.n_params / 1e6:.1f}M, stride {stride}", time.perf_counter() - t,
+            score.bits_per_char)
+
+    ngrams = [r for r in rows if "gram" in r["model"]]
+    best = min(ngrams, key=lambda r: r["bits_per_char"])
+    neural = [r for r in rows if "embedded GPT-2" in r["model"]]
+    best_neural = min(neural, key=lambda r: r["bits_per_char"])
+    print(f"\nbest n-gram: {best['model']} at {best['bits_per_char']:.4f} bits/char")
+    print(f"embedded GPT-2: {best_neural['bits_per_char']:.4f} bits/char "
+          f"({best['bits_per_char'] - best_neural['bits_per_char']:+.4f} better; ratio "
+          f"{best_neural['bits_per_char'] / best['bits_per_char']:.3f} of the n-gram's)")
+    beats = best_neural["bits_per_char"] < best["bits_per_char"]
+    print("RESULT:", "the embedded model beats every n-gram" if beats else "an n-gram model is better!")
+    if args.write_card:
+        from gpt2lab.embedded_recipe import write_model_card
+        from gpt2lab.loading import embedded_path
+
+        folder = embedded_path()
+        (folder / "evaluation.json").write_text(json.dumps({
+            "split": "tinyshakespeare last 10 % (gpt2lab.data.tinyshakespeare_split)", "rows": rows,
+            "best_ngram": best, "embedded": best_neural}, indent=2))
+        write_model_card(folder)
+        print(f"wrote {folder / 'evaluation.json'} and {folder / 'MODEL_CARD.md'}")
+    return 0 if beats else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

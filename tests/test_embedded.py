@@ -1,0 +1,51 @@
+"""The embedded model: shipped within the size budget, documented, and writing Shakespeare-like text."""
+import json
+import re
+
+import pytest
+
+from gpt2lab import data
+from gpt2lab.loading import embedded_path
+
+
+def test_files_and_size_budget():
+    folder = embedded_path()
+    names = {p.name for p in folder.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "MODEL_CARD.md", "training_stats.json"} <= names
+    assert not any(n.endswith((".bin", ".pt", ".pkl")) for n in names)  # no pickles shipped
+    assert sum(p.stat().st_size for p in folder.iterdir()) <= 15_000_000
+
+
+def test_model_card_states_the_measured_figures():
+    folder = embedded_path()
+    card = (folder / "MODEL_CARD.md").read_text()
+    stats = json.loads((folder / "training_stats.json").read_text())
+    assert f"{stats['parameters']:,}" in card
+    assert str(stats["val_bits_per_char"]) in card
+    assert "python -m gpt2lab.embedded_recipe" in card and "first 90 %" in card
+    evaluation = json.loads((folder / "evaluation.json").read_text())
+    assert evaluation["embedded"]["bits_per_char"] < evaluation["best_ngram"]["bits_per_char"]
+
+
+def test_samples_look_like_the_corpus(embedded_lm):
+    import torch
+
+    torch.manual_seed(0)
+    ids = embedded_lm.encode("\n")
+    out = embedded_lm.model.generate(ids, max_new_tokens=250, do_sample=True, top_k=40, temperature=0.8)
+    text = embedded_lm.decode(out[0])
+    speaker_lines = [line for line in text.splitlines() if re.fullmatch(r"[A-Z][A-Za-z ]{1,30}:", line.strip())]
+    assert speaker_lines, text  # speaker names such as "ROMEO:" on a line of their own
+    train, _ = data.tinyshakespeare_split()
+    known = set(re.findall(r"[a-z]+", train.lower()))
+    words = re.findall(r"[a-z]+", text.lower())
+    assert len(words) > 50
+    assert sum(w in known for w in words) / len(words) > 0.9, text  # real words, not fragments
+
+
+def test_held_out_text_is_predicted_well(embedded_lm):
+    from gpt2lab.evaluation import score_text
+
+    _, val = data.tinyshakespeare_split()
+    score = score_text(embedded_lm, val[:3000])
+    assert score.bits_per_char < 2.6  # chance over 4096 tokens would be ~4 bits/char

@@ -28,6 +28,10 @@ _LAZY = {
     "compare_attributions": "gpt2lab.attribution",
     "finetune": "gpt2lab.finetuning",
     "course": "gpt2lab.course",
+    "analysis": "gpt2lab.analysis",
+    "sweep": "gpt2lab.sweep",
+    "run_sweep": "gpt2lab.sweep",
+    "incoherence": "gpt2lab.incoherence",
 }
 
 __all__ = ["LM", "ModelNotFoundError", "embedded_models", "from_model", "hub_reachable", "load", "load_default",

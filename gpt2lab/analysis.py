@@ -9,7 +9,8 @@ sample from GPT-2 and to the output of the small embedded model.
   categories of :data:`POS_CATEGORIES`. Punctuation is tagged (it helps the tagger) but not counted.
 * **Repetition.** distinct-n (unique n-grams / all n-grams), the share of n-gram positions whose
   n-gram occurs more than once, the longest repeated word span, and whether a text *ends in a
-  loop* (its tail is one phrase repeated back to back, the failure Holtzman et al. 2019 count).
+  loop* (its tail is one phrase repeated back to back, the failure Holtzman et al. 2019 count;
+  found on words, punctuation and line breaks, so a run of blank lines is a loop too).
 * **Diversity across samples.** Self-BLEU: the BLEU of each sample against all the others,
   averaged (Zhu et al. 2018). High Self-BLEU means the samples all say the same thing.
 * **Perplexity** of a text, optionally conditioned on the prompt it continues.
@@ -22,9 +23,8 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from fractions import Fraction
-from typing import Iterable, Mapping, Sequence
 
 POS_CATEGORIES = ("conjunctions", "prepositions", "adjectives", "modals", "nouns", "pronouns", "adverbs",
                   "verbs", "other")
@@ -51,6 +51,7 @@ _TOKEN = re.compile(r"\w+(?:[-'’]\w+)*|[^\w\s]")
 # "beauty" "'s", "don't" -> "do" "n't"). Archaic endings like "feed'st" stay whole.
 _CLITIC = re.compile(r"(?i)^(.+?)(n't|'s|'re|'ve|'ll|'d|'m)$")
 _WORDLIKE = re.compile(r"\w")
+_SYMBOL = re.compile(r"\w+(?:[-'’]\w+)*|[^\w\s]|\n")
 
 # The tagger learnt English from 1980s newspapers and has never seen "thou" or "thy" (it calls
 # them nouns and verbs). These closed-class Early Modern English words get their Penn tag directly;
@@ -159,7 +160,7 @@ class POSDistribution:
         values = self.frequencies if kind == "frequency" else self.counts
         return pd.Series([values[c] for c in POS_CATEGORIES], index=list(POS_CATEGORIES), name=kind)
 
-    def __add__(self, other: "POSDistribution") -> "POSDistribution":
+    def __add__(self, other: POSDistribution) -> POSDistribution:
         return POSDistribution({c: self.counts[c] + other.counts[c] for c in POS_CATEGORIES})
 
 
@@ -299,15 +300,26 @@ def longest_repeated_span(text) -> tuple[int, tuple[str, ...]]:
     return len(best), best
 
 
+def symbols(text: str) -> list[str]:
+    """What a reader sees of ``text`` except spaces: lower-cased words, punctuation marks, and one
+    ``"\\n"`` per line break. Loops are found on these, so a model stuck printing blank lines or
+    commas is caught too, not only one repeating words."""
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
+    return [t.lower() for t in _SYMBOL.findall(text.replace("’", "'"))]
+
+
 def loop_tail(text) -> tuple[int, int]:
-    """The longest periodic tail of the text: ``(period, length)`` in words.
+    """The longest periodic tail of a text: ``(period, length)``, counted in :func:`symbols`
+    (or in the given tokens, for a list).
 
     A tail of length L with period p satisfies ``tokens[i] == tokens[i - p]`` for every position i
-    in its last ``L - p`` words, i.e. it is one p-word phrase repeated back to back (the last copy
-    may be cut off, as happens when generation stops mid-loop). Among periods the one giving the
-    longest tail wins (ties: the shorter period). ``(0, 0)`` for an empty text.
+    in its last ``L - p`` tokens, i.e. it is one p-token phrase repeated back to back (the last copy
+    may be cut off, as happens when generation stops mid-loop); it needs at least two copies
+    (L >= 2p). Among periods the one giving the longest tail wins (ties: the shorter period).
+    ``(0, 0)`` when the text has no such tail.
     """
-    tokens = _tokens_of(text)
+    tokens = symbols(text) if isinstance(text, str) else _tokens_of(text)
     best_period, best_len = 0, 0
     for p in range(1, len(tokens) // 2 + 1):
         length = p
@@ -320,11 +332,20 @@ def loop_tail(text) -> tuple[int, int]:
     return best_period, best_len
 
 
-def ends_in_loop(text, min_words: int = 8) -> bool:
+def ends_in_loop(text, min_length: int = 8) -> bool:
     """True when the text ends with one phrase repeated back to back (at least two copies) over at
-    least ``min_words`` words: the repetition failure of greedy and low-temperature decoding."""
+    least ``min_length`` symbols (see :func:`loop_tail`): the repetition failure of greedy and
+    low-temperature decoding."""
     period, length = loop_tail(text)
-    return period > 0 and length >= max(2 * period, min_words)
+    return period > 0 and length >= max(2 * period, min_length)
+
+
+def loop_share(text) -> float:
+    """Share of the text's symbols that belong to its final loop (0 when it does not end in one)."""
+    tokens = symbols(text) if isinstance(text, str) else _tokens_of(text)
+    if not tokens or not ends_in_loop(tokens):
+        return 0.0
+    return loop_tail(tokens)[1] / len(tokens)
 
 
 # ------------------------------------------------------------------ BLEU and Self-BLEU
@@ -354,20 +375,18 @@ def bleu(hypothesis, references, max_n: int = 4, smooth: bool = True) -> float:
         max_ref = Counter()
         for ref in refs:
             for gram, count in Counter(ngrams(ref, n)).items():
-                if count > max_ref[gram]:
-                    max_ref[gram] = count
+                max_ref[gram] = max(max_ref[gram], count)
         matched = sum(min(count, max_ref[gram]) for gram, count in hyp_counts.items())
         total = max(1, sum(hyp_counts.values()))
-        precisions.append(Fraction(matched, total))
-    if precisions[0] == 0:
+        precisions.append((matched, total))  # kept apart: smoothing needs the unreduced count
+    if precisions[0][0] == 0:
         return 0.0  # no word in common at all
-    if smooth:
-        precisions = [p if p.numerator else BLEU_EPSILON / p.denominator for p in precisions]
-    elif any(p == 0 for p in precisions):
+    if any(m == 0 for m, _ in precisions) and not smooth:
         return 0.0
+    precisions = [(m if m else BLEU_EPSILON) / total for m, total in precisions]
     closest = min((len(r) for r in refs), key=lambda r: (abs(r - len(hyp)), r))
     brevity = 1.0 if len(hyp) > closest else math.exp(1 - closest / len(hyp))
-    return brevity * math.exp(sum(math.log(p) for p in precisions) / max_n)
+    return brevity * math.exp(math.fsum(math.log(p) for p in precisions) / max_n)
 
 
 def self_bleu(texts: Sequence[str], max_n: int = 4, smooth: bool = True) -> float:
@@ -417,12 +436,17 @@ def text_perplexity(lm, text: str, prompt: str | None = None) -> float:
 # ------------------------------------------------------------------ all at once
 
 REPETITION_METRICS = ("n_words", "distinct_1", "distinct_2", "distinct_3", "repeated_3gram_share",
-                      "longest_repeat", "ends_in_loop")
+                      "longest_repeat", "ends_in_loop", "loop_share")
 
 
 def repetition_metrics(text: str) -> dict[str, float]:
-    """The per-text repetition measurements of this module, as one flat dict (see REPETITION_METRICS)."""
+    """The per-text repetition measurements of this module, as one flat dict (see REPETITION_METRICS).
+
+    Word-level: n_words, distinct-1/2/3, repeated 3-gram share, longest repeated span (words).
+    Symbol-level (words, punctuation, line breaks): ends_in_loop and loop_share.
+    """
     tokens = words(text)
+    syms = symbols(text)
     return {
         "n_words": len(tokens),
         "distinct_1": distinct_n(tokens, 1),
@@ -430,5 +454,6 @@ def repetition_metrics(text: str) -> dict[str, float]:
         "distinct_3": distinct_n(tokens, 3),
         "repeated_3gram_share": repeated_ngram_share(tokens, 3),
         "longest_repeat": longest_repeated_span(tokens)[0],
-        "ends_in_loop": ends_in_loop(tokens),
+        "ends_in_loop": ends_in_loop(syms),
+        "loop_share": loop_share(syms),
     }

@@ -346,7 +346,8 @@ def model_reference(lm, text) -> ModelReference:
                                                                        else out).detach())))
     try:
         with torch.no_grad(), lm.eager_attention():
-            result = lm.model(input_ids=ids[None], output_attentions=True, use_cache=False)
+            result = lm.model(input_ids=ids[None], attention_mask=torch.ones_like(ids[None]),
+                              output_attentions=True, use_cache=False)
     finally:
         for hook in hooks:
             hook.remove()
@@ -406,7 +407,9 @@ def compare_with_model(lm, text, chained: bool = False):
     chained=False feeds each block the model's own input (each block checked on its own);
     chained=True runs ``forward_by_hand`` so differences could accumulate from layer to layer.
     Returns a pandas DataFrame with columns layer, block_input, attention_weights, block_output
-    (and a final row "logits" when chained).
+    (largest absolute differences), output_size (largest |value| of the model's block output, to
+    judge block_output against: float32 keeps about 7 significant digits) and a final row "logits"
+    when chained.
     """
     import pandas as pd
 
@@ -423,10 +426,12 @@ def compare_with_model(lm, text, chained: bool = False):
     rows = [{"layer": b.layer,
              "block_input": gap(b.block_input, reference.block_inputs[b.layer]),
              "attention_weights": gap(b.attention_weights, reference.attention_weights[b.layer]),
-             "block_output": gap(b.block_output, reference.block_outputs[b.layer])} for b in blocks]
+             "block_output": gap(b.block_output, reference.block_outputs[b.layer]),
+             "output_size": float(reference.block_outputs[b.layer].float().abs().max())} for b in blocks]
     if chained:
         rows.append({"layer": "logits", "block_input": float("nan"), "attention_weights": float("nan"),
-                     "block_output": gap(by_hand.logits, reference.logits)})
+                     "block_output": gap(by_hand.logits, reference.logits),
+                     "output_size": float(reference.logits.float().abs().max())})
     return pd.DataFrame(rows)
 
 
@@ -531,7 +536,9 @@ def capture_attention(lm, text, layers=None, max_tokens: int | None = DEFAULT_MA
         all_ids = all_ids[:max_tokens]
     ids = torch.tensor([all_ids], dtype=torch.long, device=lm.device)
     with torch.no_grad(), lm.eager_attention():
-        result = lm.model(input_ids=ids, output_attentions=True, use_cache=False)
+        # an explicit mask: a text may contain end-of-text, which doubles as the pad token
+        result = lm.model(input_ids=ids, attention_mask=torch.ones_like(ids), output_attentions=True,
+                          use_cache=False)
     if not result.attentions or result.attentions[0] is None or result.attentions[0].numel() == 0:
         raise RuntimeError(f"model {lm.name!r} returned no attention weights even in eager mode")
     attention = torch.stack([result.attentions[i][0] for i in chosen]).float().cpu()

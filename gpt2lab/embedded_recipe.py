@@ -36,6 +36,19 @@ def build_model(tokenizer, seed: int = 0):
     return GPT2LMHeadModel(config)
 
 
+def _check_resumable(work_dir: Path, tokenizer):
+    """A resumed run must use the very tokenizer its checkpoint was trained with."""
+    from transformers import AutoTokenizer
+
+    from .training import latest_checkpoint
+
+    last = latest_checkpoint(work_dir)
+    if last is not None and (last / "tokenizer.json").exists():
+        if AutoTokenizer.from_pretrained(str(last)).get_vocab() != tokenizer.get_vocab():
+            raise RuntimeError(f"the tokenizer trained now differs from the one in {last}; delete {work_dir} "
+                               "to start over")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=str(Path(__file__).parent / "embedded" / "shakespeare-gpt2"))
@@ -52,6 +65,7 @@ def main(argv=None):
     t0 = time.time()
     tokenizer = train_bpe(train_text, vocab_size=ARCH["vocab_size"])
     tokenizer.model_max_length = ARCH["n_positions"]
+    _check_resumable(Path(args.work_dir), tokenizer)
     train_ids = tokenizer(train_text)["input_ids"]
     val_ids = tokenizer(val_text)["input_ids"]
     block = ARCH["n_positions"]

@@ -160,12 +160,22 @@ def _load_pretrained(where: str | Path, *, device, dtype, attn_implementation, t
     common = dict(trust_remote_code=trust_remote_code, local_files_only=local_files_only)
     if revision is not None:
         common["revision"] = revision
+    from transformers.utils import logging as hf_logging
+
     config = AutoConfig.from_pretrained(where, **common)
     n_params = _estimate_params(config)
     torch_dtype = pick_dtype(dtype, device, n_params)
-    model = AutoModelForCausalLM.from_pretrained(
-        where, config=config, dtype=torch_dtype, use_safetensors=True,
-        attn_implementation=attn_implementation, **common)
+    # transformers 5 draws a "Loading weights" bar for every load, even of a 3M model; hide it
+    # (Hub downloads keep their own progress bars).
+    bars_were_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            where, config=config, dtype=torch_dtype, use_safetensors=True,
+            attn_implementation=attn_implementation, **common)
+    finally:
+        if bars_were_on:
+            hf_logging.enable_progress_bar()
     tokenizer = AutoTokenizer.from_pretrained(where, **common)
     return model, tokenizer, torch_dtype
 

@@ -8,7 +8,8 @@ the same code runs on a CPU, one GPU with bf16/fp16 autocast, or several GPUs wh
 * warmup then cosine decay; gradient accumulation; gradient clipping;
 * periodic validation loss, samples and a tqdm bar with the running loss;
 * atomic checkpoints (written to a temporary folder, then renamed) keeping the last K, and resume
-  from the latest one with model, optimizer, scheduler and step restored.
+  from the latest one with model (or LoRA adapter), optimizer, scheduler, random-number state and
+  step restored, so N steps + resume + N steps gives the same weights as 2N steps in one go.
 """
 from __future__ import annotations
 
@@ -133,6 +134,7 @@ class TrainConfig:
     sample_tokens: int = 60
     seed: int = 1337
     mixed_precision: str = "auto"  # "auto", "no", "bf16", "fp16"
+    device: str = "auto"  # "auto" lets accelerate choose (GPU when there is one); "cpu" forces the CPU
     freeze_embeddings: bool = False  # gpt-2-simple's only_train_transformer_layers
     log_every: int = 10
     progress: bool = True
@@ -143,7 +145,12 @@ class TrainConfig:
                   ("warmup_steps", self.warmup_steps >= 0, ">= 0"), ("keep_last", self.keep_last >= 1, ">= 1"),
                   ("min_lr_ratio", 0 <= self.min_lr_ratio <= 1, "in [0, 1]"),
                   ("mixed_precision", self.mixed_precision in ("auto", "no", "bf16", "fp16"),
-                   "one of auto, no, bf16, fp16")]
+                   "one of auto, no, bf16, fp16"),
+                  ("device", self.device in ("auto", "cpu"), "'auto' or 'cpu' (use CUDA_VISIBLE_DEVICES or "
+                   "`accelerate launch` to choose GPUs)"),
+                  ("log_every", self.log_every >= 1, ">= 1"), ("eval_every", self.eval_every >= 1, ">= 1"),
+                  ("checkpoint_every", self.checkpoint_every >= 0, ">= 0 (0: only at the end)"),
+                  ("sample_every", self.sample_every >= 0, ">= 0 (0: never)")]
         for name, ok, allowed in checks:
             if not ok:
                 raise ValueError(f"{name}={getattr(self, name)!r} is not allowed; it must be {allowed}")
@@ -220,11 +227,31 @@ def _fsync_dir(path: Path):
         os.close(fd)
 
 
+def _discard(path: Path):
+    """Delete a checkpoint folder without ever leaving a half-deleted one under its real name:
+    it is first renamed (atomic) to a temporary name that ``list_checkpoints`` ignores."""
+    doomed = path.parent / f".tmp-{CHECKPOINT_PREFIX}delete-{path.name}-{os.getpid()}-{time.monotonic_ns()}"
+    try:
+        os.replace(path, doomed)
+    except FileNotFoundError:
+        return
+    shutil.rmtree(doomed, ignore_errors=True)
+
+
+def is_peft_model(model) -> bool:
+    """True for a model wrapped by peft (LoRA): its checkpoints hold only the adapter."""
+    return hasattr(model, "peft_config") and hasattr(model, "get_base_model")
+
+
 def save_checkpoint(folder: str | Path, step: int, model, optimizer=None, scheduler=None, tokenizer=None,
-                    state: dict | None = None, keep_last: int | None = None) -> Path:
+                    state: dict | None = None, keep_last: int | None = None, scaler=None) -> Path:
     """Write ``folder/checkpoint-<step>`` atomically: everything goes into a temporary folder that
     is renamed into place only once complete, so a crash mid-save leaves the previous checkpoint
-    as the latest and never a half-written one."""
+    as the latest and never a half-written one. Old checkpoints beyond ``keep_last`` are renamed
+    away before they are deleted, for the same reason.
+
+    A peft (LoRA) model saves its adapter (``adapter_model.safetensors``), any other model its full
+    weights (``model.safetensors``); the tokenizer is saved too, with any tokens added to it."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"{CHECKPOINT_PREFIX}{step}"
@@ -237,17 +264,26 @@ def save_checkpoint(folder: str | Path, step: int, model, optimizer=None, schedu
             torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         if scheduler is not None:
             torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-        torch.save({"torch": torch.get_rng_state(), "numpy": np.random.get_state()[1]}, tmp / "rng.pt")
+        if scaler is not None:
+            torch.save(scaler.state_dict(), tmp / "scaler.pt")
+        np_state = np.random.get_state()
+        rng = {"torch": torch.get_rng_state(), "numpy": torch.from_numpy(np_state[1].astype(np.int64)),
+               "numpy_pos": int(np_state[2])}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        torch.save(rng, tmp / "rng.pt")
         # the state file is written last: its presence marks a complete checkpoint
         with open(tmp / STATE_FILE, "w") as fh:
             json.dump({"step": step, **(state or {})}, fh, indent=2)
             fh.flush()
             os.fsync(fh.fileno())
-        for f in tmp.iterdir():
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
-        if final.exists():
-            shutil.rmtree(final)
+        for f in tmp.rglob("*"):
+            if f.is_file():
+                with open(f, "rb") as fh:
+                    os.fsync(fh.fileno())
+        _fsync_dir(tmp)
+        if final.exists():  # same step saved again (a re-run): move the old one out of the way first
+            _discard(final)
         os.replace(tmp, final)
         _fsync_dir(folder)
     finally:
@@ -255,7 +291,7 @@ def save_checkpoint(folder: str | Path, step: int, model, optimizer=None, schedu
             shutil.rmtree(tmp, ignore_errors=True)
     if keep_last:
         for old in list_checkpoints(folder)[:-keep_last]:
-            shutil.rmtree(old, ignore_errors=True)
+            _discard(old)
     for stale in folder.glob(f".tmp-{CHECKPOINT_PREFIX}*"):  # left by a killed earlier save
         if stale.is_dir():
             shutil.rmtree(stale, ignore_errors=True)
@@ -265,6 +301,56 @@ def save_checkpoint(folder: str | Path, step: int, model, optimizer=None, schedu
 def read_checkpoint_state(path: str | Path) -> dict:
     with open(Path(path) / STATE_FILE) as fh:
         return json.load(fh)
+
+
+def load_checkpoint_weights(model, checkpoint: str | Path) -> None:
+    """Load the weights of ``checkpoint`` into ``model`` in place (full weights, or the LoRA
+    adapter for a peft model). Raises ValueError when the checkpoint does not fit the model."""
+    from safetensors.torch import load_file, load_model
+
+    checkpoint = Path(checkpoint)
+    if is_peft_model(model):
+        from peft import set_peft_model_state_dict
+
+        adapter = checkpoint / "adapter_model.safetensors"
+        if not adapter.is_file():
+            raise ValueError(f"{checkpoint} holds no LoRA adapter (adapter_model.safetensors), but the model is a "
+                             "LoRA model; it was saved from a run without LoRA")
+        result = set_peft_model_state_dict(model, load_file(str(adapter), device="cpu"))
+        unexpected = list(getattr(result, "unexpected_keys", []) or [])
+        if unexpected:
+            raise ValueError(f"the adapter in {checkpoint} does not fit this model: unexpected {unexpected[:5]}")
+        return
+    weights = checkpoint / "model.safetensors"
+    if not weights.is_file():
+        raise ValueError(f"{checkpoint} holds no model.safetensors (a LoRA checkpoint needs the same LoRA "
+                         "settings to be resumed)")
+    try:
+        missing, unexpected = load_model(model, str(weights), strict=False)
+    except RuntimeError as err:  # torch's size-mismatch report: say which checkpoint, keep torch's detail
+        raise ValueError(f"the weights in {checkpoint} do not fit this model: {err}") from err
+    if missing or unexpected:
+        raise ValueError(f"the weights in {checkpoint} do not fit this model: missing {sorted(missing)[:5]}, "
+                         f"unexpected {sorted(unexpected)[:5]}")
+
+
+def _restore_rng(checkpoint: Path) -> None:
+    """Put the random-number generators back as they were when ``checkpoint`` was written, so
+    dropout after a resume draws the same masks as an uninterrupted run would have."""
+    path = checkpoint / "rng.pt"
+    if not path.is_file():
+        return
+    try:
+        rng = torch.load(path, weights_only=True)
+    except Exception as err:  # an older checkpoint format: training continues, only dropout masks differ
+        print(f"gpt2lab: could not restore the random state from {path} ({type(err).__name__}); "
+              "continuing with a fresh one", flush=True)
+        return
+    torch.set_rng_state(rng["torch"])
+    if "numpy" in rng and "numpy_pos" in rng:
+        np.random.set_state(("MT19937", rng["numpy"].numpy().astype(np.uint32), int(rng["numpy_pos"]), 0, 0.0))
+    if "cuda" in rng and torch.cuda.is_available() and len(rng["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(rng["cuda"])
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -291,41 +377,61 @@ def evaluate_loss(model, dataset, batch_size: int, max_batches: int | None, devi
     return total / max(count, 1)
 
 
-def _mixed_precision(choice: str) -> str:
+def _mixed_precision(choice: str, device: str = "auto") -> str:
     if choice != "auto":
         return choice
-    if torch.cuda.is_available():
+    if device != "cpu" and torch.cuda.is_available():
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     return "no"
 
 
+def freeze_embeddings(model) -> int:
+    """Stop training the token and position embeddings (gpt-2-simple's
+    ``only_train_transformer_layers``). GPT-2 ties its output layer to the token embedding, so that
+    is frozen too. Returns how many parameters were frozen."""
+    frozen = 0
+    for name, module in model.named_modules():
+        if name.split(".")[-1] in ("wte", "wpe", "embed_tokens", "embed_positions") \
+                and isinstance(module, torch.nn.Embedding):
+            for param in module.parameters():
+                if param.requires_grad:
+                    param.requires_grad_(False)
+                    frozen += param.numel()
+    return frozen
+
+
 def train(model, train_data, val_data=None, config: TrainConfig | None = None, *, tokenizer=None,
           output_dir: str | Path | None = None, resume: bool = True,
-          on_log: Callable[[dict], None] | None = None) -> TrainResult:
-    """Train ``model`` (a transformers causal LM) on ``train_data`` (a Dataset of dicts with
-    ``input_ids`` and ``labels``; see :class:`RandomWindows` and :class:`PackedBlocks`).
+          on_log: Callable[[dict], None] | None = None,
+          on_sample: Callable[[int, str], None] | None = None) -> TrainResult:
+    """Train ``model`` (a transformers causal LM, or a peft LoRA model around one) on ``train_data``
+    (a Dataset of dicts with ``input_ids`` and ``labels``; see :class:`RandomWindows` and
+    :class:`PackedBlocks`).
 
     output_dir: where checkpoints go; with ``resume=True`` the latest complete checkpoint there is
-        loaded and training continues from its step with its optimizer and scheduler state.
-    Returns a :class:`TrainResult` with the loss history.
+        loaded and training continues from its step with its optimizer, scheduler and random state.
+    on_log: called with each history record (every ``log_every`` steps and at evaluations).
+    on_sample: called with (step, text) for the samples drawn every ``sample_every`` steps.
+    Returns a :class:`TrainResult` with the loss history. The history's ``loss`` is the mean
+    training loss over the steps since the previous record.
     """
     from accelerate import Accelerator
     from tqdm.auto import tqdm
 
     cfg = config or TrainConfig()
     cfg.validate()
-    accelerator = Accelerator(mixed_precision=_mixed_precision(cfg.mixed_precision),
-                              gradient_accumulation_steps=cfg.grad_accum)
+    accelerator = Accelerator(mixed_precision=_mixed_precision(cfg.mixed_precision, cfg.device),
+                              gradient_accumulation_steps=cfg.grad_accum, cpu=cfg.device == "cpu")
     torch.manual_seed(cfg.seed)
 
     if cfg.freeze_embeddings:
-        for name, param in model.named_parameters():
-            if any(key in name for key in ("wte", "wpe", "embed_tokens", "embed_positions")):
-                param.requires_grad_(False)
+        freeze_embeddings(model)
     decay, no_decay = [], []
     for name, param in model.named_parameters():
         if param.requires_grad:
             (decay if param.dim() >= 2 else no_decay).append(param)
+    if not decay and not no_decay:
+        raise ValueError("the model has no trainable parameters (everything is frozen)")
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}],
                                   lr=cfg.learning_rate, betas=tuple(cfg.betas))
@@ -334,40 +440,45 @@ def train(model, train_data, val_data=None, config: TrainConfig | None = None, *
     start_step = 0
     history: list = []
     tokens_seen = 0
+    last_ckpt = None
+    resumed_from = None
     if output_dir is not None and resume:
-        last = latest_checkpoint(output_dir)
-        if last is not None:
-            from safetensors.torch import load_model
-
-            weights = last / "model.safetensors"
-            load_model(model, str(weights), strict=False)
-            optimizer.load_state_dict(torch.load(last / "optimizer.pt", weights_only=True))
-            scheduler.load_state_dict(torch.load(last / "scheduler.pt", weights_only=True))
-            state = read_checkpoint_state(last)
+        resumed_from = latest_checkpoint(output_dir)
+        if resumed_from is not None:
+            load_checkpoint_weights(model, resumed_from)
+            optimizer.load_state_dict(torch.load(resumed_from / "optimizer.pt", weights_only=True))
+            scheduler.load_state_dict(torch.load(resumed_from / "scheduler.pt", weights_only=True))
+            state = read_checkpoint_state(resumed_from)
             start_step = int(state["step"])
             history = state.get("history", [])
             tokens_seen = int(state.get("tokens_seen", 0))
-            accelerator.print(f"gpt2lab: resuming from {last} (step {start_step})")
+            last_ckpt = resumed_from
+            accelerator.print(f"gpt2lab: resuming from {resumed_from} (step {start_step})")
 
     # the scheduler is not prepared: accelerate would step it once per process, while here the
     # schedule is defined in optimizer steps whatever the number of processes
     model, optimizer = accelerator.prepare(model, optimizer)
+    scaler = getattr(accelerator, "scaler", None)
+    if resumed_from is not None:
+        _restore_rng(resumed_from)
+        if scaler is not None and (resumed_from / "scaler.pt").is_file():
+            scaler.load_state_dict(torch.load(resumed_from / "scaler.pt", weights_only=True))
     model.train()
     world, rank = accelerator.num_processes, accelerator.process_index
     per_step = cfg.batch_size * cfg.grad_accum * world
     t0 = time.perf_counter()
-    running = None
-    last_ckpt = None
     bar = tqdm(total=cfg.max_steps, initial=start_step, desc="training", disable=not (cfg.progress and
                                                                                         accelerator.is_main_process))
-    step = start_step
+    # losses stay on the device between records: reading one back every step would stall a GPU
+    loss_sum = torch.zeros((), device=accelerator.device)
+    steps_in_sum = 0
     for step in range(start_step, cfg.max_steps):
-        step_loss = 0.0
         for micro in range(cfg.grad_accum):
             first = step * per_step + micro * cfg.batch_size * world + rank * cfg.batch_size
             batch = collate([train_data[i] for i in sample_indices(len(train_data), cfg.seed, first,
                                                                     cfg.batch_size)])
-            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+            tokens_seen += int((batch["labels"] != -100).sum()) * world
+            batch = {k: v.to(accelerator.device, non_blocking=True) for k, v in batch.items()}
             labels = batch.pop("labels")
             with accelerator.accumulate(model):
                 logits = model(**batch).logits
@@ -380,14 +491,16 @@ def train(model, train_data, val_data=None, config: TrainConfig | None = None, *
                 if accelerator.sync_gradients:
                     scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
-            step_loss += loss.item() / cfg.grad_accum
-            tokens_seen += int((labels != -100).sum()) * world
-        running = step_loss if running is None else 0.9 * running + 0.1 * step_loss
+            loss_sum += loss.detach() / cfg.grad_accum
+        steps_in_sum += 1
         done = step + 1
         record = None
         if done % cfg.log_every == 0 or done == cfg.max_steps:
-            record = {"step": done, "loss": round(step_loss, 5), "lr": scheduler.get_last_lr()[0],
-                      "tokens": tokens_seen, "seconds": round(time.perf_counter() - t0, 2)}
+            record = {"step": done, "loss": round(loss_sum.item() / steps_in_sum, 5),
+                      "lr": scheduler.get_last_lr()[0], "tokens": tokens_seen,
+                      "seconds": round(time.perf_counter() - t0, 3)}
+            loss_sum.zero_()
+            steps_in_sum = 0
         if val_data is not None and (done % cfg.eval_every == 0 or done == cfg.max_steps):
             record = record or {"step": done}
             record["val_loss"] = round(evaluate_loss(accelerator.unwrap_model(model), val_data, cfg.batch_size,
@@ -396,25 +509,25 @@ def train(model, train_data, val_data=None, config: TrainConfig | None = None, *
             history.append(record)
             if on_log:
                 on_log(record)
+            postfix = {k: f"{record[k]:.3f}" for k in ("loss", "val_loss") if k in record}
+            bar.set_postfix(postfix, refresh=False)
         if cfg.sample_every and tokenizer is not None and done % cfg.sample_every == 0 \
                 and accelerator.is_main_process:
-            bar.write(f"--- sample at step {done} ---\n" + sample_text(accelerator.unwrap_model(model), tokenizer,
-                                                                    cfg.sample_prompt, cfg.sample_tokens))
+            text = sample_text(accelerator.unwrap_model(model), tokenizer, cfg.sample_prompt, cfg.sample_tokens)
+            bar.write(f"--- sample at step {done} ---\n{text}")
+            if on_sample:
+                on_sample(done, text)
         if output_dir is not None and accelerator.is_main_process and (
                 (cfg.checkpoint_every and done % cfg.checkpoint_every == 0) or done == cfg.max_steps):
             last_ckpt = save_checkpoint(output_dir, done, accelerator.unwrap_model(model), optimizer, scheduler,
                                         tokenizer, {"history": history, "tokens_seen": tokens_seen,
-                                                    "config": _jsonable(asdict(cfg))}, cfg.keep_last)
-        postfix = {"loss": f"{running:.3f}"}
-        if val_data is not None and any("val_loss" in h for h in history):
-            postfix["val"] = f"{[h for h in history if 'val_loss' in h][-1]['val_loss']:.3f}"
-        bar.set_postfix(postfix)
+                                                    "config": _jsonable(asdict(cfg))}, cfg.keep_last, scaler)
         bar.update(1)
     bar.close()
     accelerator.wait_for_everyone()
     model = accelerator.unwrap_model(model)
     model.eval()
-    return TrainResult(steps=cfg.max_steps, history=history, tokens_seen=tokens_seen,
+    return TrainResult(steps=max(cfg.max_steps, start_step), history=history, tokens_seen=tokens_seen,
                        seconds=time.perf_counter() - t0, last_checkpoint=str(last_ckpt) if last_ckpt else None)
 
 
@@ -424,13 +537,20 @@ def _jsonable(d: dict) -> dict:
 
 @torch.no_grad()
 def sample_text(model, tokenizer, prompt: str = "\n", max_new_tokens: int = 60, seed: int = 0) -> str:
+    """One sample (top-k 40, temperature 0.8) from ``prompt``. The global random state is left as it
+    was, so drawing samples during training does not change the training run itself."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     ids = tokenizer(prompt, return_tensors="pt")["input_ids"].to(device)
-    torch.manual_seed(seed)
-    out = model.generate(ids, max_new_tokens=max_new_tokens, do_sample=True, top_k=40, temperature=0.8,
-                         pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
+    if ids.shape[1] == 0:
+        ids = torch.tensor([[tokenizer.eos_token_id]], device=device)
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
+                             do_sample=True, top_k=40, temperature=0.8,
+                             pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
     if was_training:
         model.train()
     return tokenizer.decode(out[0])

@@ -1,0 +1,578 @@
+"""Which words of a prompt drive the model's next-word prediction? Word importance by perturbation.
+
+The method is the one of Guan et al. (ICML 2019), "Towards a Deep and Unified Understanding of
+Deep Neural Models in NLP". Each word i of the prompt gets a noise level
+
+    sigma_i = scale * sigmoid(rho_i)
+
+and its embedding x_i is replaced by x~_i = x_i + sigma_i * eps_i with eps_i ~ N(0, I). We look
+for the largest noise the model tolerates without changing its output Phi (the logits at the last
+position, or the final hidden state there):
+
+    loss(sigma) = E_eps[ mean_d (Phi(x~) - Phi(x))_d^2 / r_d^2 ]  -  lambda * mean_i log sigma_i
+
+r_d^2 is the variance of output d over a sample of corpus sentences (so every output dimension
+counts in its own units). The first term wants little noise, the second as much as possible: a
+word that can take a lot of noise carries little information the output needs (large sigma =
+unimportant); a word that cannot take noise is important (small sigma).
+
+The original implementation draws one noise sample per step, for one sentence, recomputes
+Phi(x) every step and runs thousands of steps. Here Phi(x) is computed once, K noise samples are
+drawn per step and pushed through the model as one batch, several sentences share a batch (right
+padding; the causal mask keeps padding invisible to real positions), the model's weights are
+frozen during the search, and only the last position goes through the output layer. With less
+noisy gradients a larger learning rate and far fewer steps reach the same answer
+(``bench/bench_importance.py`` measures by how much).
+
+Pieces of one word share one sigma (``unit="word"``, see :mod:`gpt2lab.words`), so results read
+per word; ``unit="token"`` gives every BPE piece its own sigma, like the original code.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import html
+import math
+import os
+import random
+import re
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .words import WordSplit, split_tokens, split_words
+
+OUTPUTS = ("logits", "hidden")
+UNITS = ("word", "token")
+NORMALISERS = ("corpus", "self")
+DEFAULT_SCALE_FACTOR = 10.0  # sigma's ceiling in units of the embedding table's std (the paper's advice)
+CORPUS_SENTENCES = 256  # corpus sentences used to estimate r^2
+_MIN_VARIANCE_RATIO = 1e-6  # floor for r_d^2 relative to its mean: a constant output must not divide by ~0
+
+
+# ----------------------------------------------------------------------------- settings
+
+@dataclass(frozen=True)
+class ImportanceSettings:
+    """How :func:`word_importance` searched; stored with every result so it can be reproduced."""
+
+    steps: int = 150
+    samples: int = 16  # K: noise samples per step, pushed through the model as one batch
+    lr: float = 0.1
+    rate: float = 0.1  # lambda: weight of the "as much noise as possible" term
+    scale: float | None = None  # sigma's ceiling; None = 10 x std of the token-embedding table
+    output: str = "logits"  # Phi: "logits" or "hidden" (final hidden state) at the last position
+    unit: str = "word"  # "word": pieces of a word share sigma; "token": one sigma per BPE piece
+    normaliser: str = "corpus"  # r^2: "corpus" variance (cached per model) or "self" = mean(Phi(x)^2)
+    bos: bool = True  # condition on <|endoftext|> first, as at the start of a GPT-2 document
+    seed: int = 0
+    max_rows: int | None = None  # rows per forward pass (memory cap); None = by device
+    texts_per_batch: int = 16  # sentences optimised together
+
+    def validate(self) -> None:
+        def need(cond, name, value, allowed):
+            if not cond:
+                raise ValueError(f"{name}={value!r} is not allowed; {allowed}")
+
+        need(isinstance(self.steps, int) and self.steps >= 1, "steps", self.steps, "use an integer >= 1")
+        need(isinstance(self.samples, int) and self.samples >= 1, "samples", self.samples,
+             "use an integer >= 1")
+        need(isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0, "lr", self.lr,
+             "use a positive number")
+        need(isinstance(self.rate, (int, float)) and math.isfinite(self.rate) and self.rate >= 0, "rate",
+             self.rate, "use a number >= 0")
+        need(self.scale is None or (isinstance(self.scale, (int, float)) and math.isfinite(self.scale)
+                                    and self.scale > 0), "scale", self.scale, "use a positive number or None")
+        need(self.output in OUTPUTS, "output", self.output, f"use one of {OUTPUTS}")
+        need(self.unit in UNITS, "unit", self.unit, f"use one of {UNITS}")
+        need(self.normaliser in NORMALISERS, "normaliser", self.normaliser, f"use one of {NORMALISERS}")
+        need(isinstance(self.seed, int), "seed", self.seed, "use an integer")
+        need(self.max_rows is None or (isinstance(self.max_rows, int) and self.max_rows >= 1), "max_rows",
+             self.max_rows, "use an integer >= 1 or None")
+        need(isinstance(self.texts_per_batch, int) and self.texts_per_batch >= 1, "texts_per_batch",
+             self.texts_per_batch, "use an integer >= 1")
+
+
+# ----------------------------------------------------------------------------- result
+
+@dataclass
+class WordImportance:
+    """The importance of every word of one text for the model's next-word prediction.
+
+    ``sigma[i]``: the noise level word i tolerates (small = important).
+    ``importance[i]``: -log sigma rescaled within the text to [0, 1] (1 = most important word).
+    ``loss_trace``: the loss at every step; ``best_step``: where the kept sigma came from.
+    """
+
+    text: str
+    words: list[str]
+    sigma: np.ndarray
+    importance: np.ndarray
+    pieces: list[list[str]]  # BPE pieces of every word
+    spans: list[tuple[int, int]]  # character span of every word in ``text``
+    loss_trace: np.ndarray
+    best_step: int
+    best_loss: float
+    prediction: str  # the model's most likely next piece after the text
+    prediction_prob: float
+    settings: dict
+    seconds: float
+    model_name: str = ""
+    sigma_trace: np.ndarray | None = None  # (checkpoints, words): best sigma so far, when recorded
+    trace_steps: np.ndarray | None = None
+    trace_seconds: np.ndarray | None = None
+
+    @property
+    def scale(self) -> float:
+        return float(self.settings["scale"])
+
+    def ranking(self) -> list[str]:
+        """Words from most to least important."""
+        return [self.words[i] for i in np.argsort(self.sigma, kind="stable")]
+
+    def to_dataframe(self):
+        """One row per word: word, sigma, importance (0..1), rank (1 = most important), pieces."""
+        import pandas as pd
+
+        ranks = np.empty(len(self.words), dtype=int)
+        ranks[np.argsort(self.sigma, kind="stable")] = np.arange(1, len(self.words) + 1)
+        return pd.DataFrame({"word": self.words, "sigma": self.sigma, "importance": self.importance,
+                             "rank": ranks, "pieces": ["".join(p) for p in self.pieces]})
+
+    def to_html(self, cmap: str = "Reds") -> str:
+        """The text with every word shaded by its importance (hover a word for its numbers)."""
+        import matplotlib
+
+        colours = matplotlib.colormaps[cmap]
+        parts, cursor = [], 0
+        for word, (start, end), imp, sig in zip(self.words, self.spans, self.importance, self.sigma):
+            lead = len(self.text[start:end]) - len(self.text[start:end].lstrip())
+            parts.append(html.escape(self.text[cursor:start + lead]))
+            r, g, b, _ = colours(0.1 + 0.8 * float(imp))
+            ink = "#fff" if imp > 0.6 else "#000"
+            parts.append(f'<span title="sigma={sig:.3g}, importance={imp:.2f}" style="background:'
+                         f'rgb({int(r * 255)},{int(g * 255)},{int(b * 255)});color:{ink};padding:1px 2px;'
+                         f'border-radius:3px">{html.escape(self.text[start + lead:end])}</span>')
+            cursor = end
+        parts.append(html.escape(self.text[cursor:]))
+        body = "".join(parts).replace("\n", "<br>")
+        caption = (f"next piece predicted: <b>{html.escape(repr(self.prediction))}</b> "
+                   f"(p={self.prediction_prob:.2f}); darker = more important; {self.settings['steps']} steps x "
+                   f"{self.settings['samples']} samples, {self.seconds:.2f} s")
+        return (f'<div style="font-family:sans-serif;line-height:1.9">{body}'
+                f'<div style="font-size:80%;color:#555">{caption}</div></div>')
+
+    def _repr_html_(self) -> str:
+        return self.to_html()
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{w!r}:{s:.2f}" for w, s in zip(self.words, self.sigma))
+        return f"WordImportance({self.text!r}, sigma={{{shown}}}, next={self.prediction!r})"
+
+    def plot(self, ax=None, show_loss: bool = False, cmap: str = "Reds"):
+        """Bar chart of importance per word above the text shaded by importance.
+
+        With ``show_loss`` a third panel shows the loss trace. Returns the matplotlib figure.
+        """
+        import matplotlib
+        import matplotlib.pyplot as plt
+
+        colours = matplotlib.colormaps[cmap]
+        if ax is None:
+            rows = 3 if show_loss else 2
+            fig, axes = plt.subplots(rows, 1, figsize=(max(6.0, 0.7 * len(self.words) + 2), 2.6 + 1.6 * rows),
+                                     gridspec_kw={"height_ratios": [3, 1] + ([2] if show_loss else [])})
+        else:
+            fig, axes = ax.figure, [ax]
+        bar_ax = axes[0]
+        x = np.arange(len(self.words))
+        bar_ax.bar(x, self.importance, color=[colours(0.1 + 0.8 * v) for v in self.importance],
+                   edgecolor="black", linewidth=0.5)
+        bar_ax.set_xticks(x, self.words, rotation=45 if len(self.words) > 8 else 0, ha="right"
+                          if len(self.words) > 8 else "center")
+        bar_ax.set_ylabel("importance (0..1)")
+        bar_ax.set_ylim(0, 1.05)
+        twin = bar_ax.twinx()
+        twin.plot(x, self.sigma, "o", color="tab:blue", markersize=4)
+        twin.set_ylabel("sigma (noise tolerated)", color="tab:blue")
+        twin.set_ylim(0, self.scale * 1.05)
+        bar_ax.set_title(f"which words drive the next piece {self.prediction!r}?")
+        if len(axes) > 1:
+            _draw_shaded_text(axes[1], self.words, self.importance, colours)
+        if show_loss and len(axes) > 2:
+            axes[2].plot(self.loss_trace, lw=1)
+            axes[2].axvline(self.best_step, color="grey", ls=":", label=f"best step {self.best_step}")
+            axes[2].set_xlabel("step")
+            axes[2].set_ylabel("loss")
+            axes[2].legend(loc="upper right")
+        fig.tight_layout()
+        return fig
+
+
+def _draw_shaded_text(ax, words, importance, colours, fontsize: int = 12) -> None:
+    """Words laid out left to right, wrapping, each on a background coloured by importance."""
+    ax.set_axis_off()
+    fig = ax.figure
+    renderer = fig.canvas.get_renderer()
+    ax_box = ax.get_window_extent(renderer)
+    x, y, line_height = 0.0, 0.8, 0.35
+    for word, imp in zip(words, importance):
+        t = ax.text(x, y, word, fontsize=fontsize, transform=ax.transAxes, va="center",
+                    color="white" if imp > 0.6 else "black",
+                    bbox=dict(boxstyle="round,pad=0.25", facecolor=colours(0.1 + 0.8 * float(imp)),
+                              edgecolor="none"))
+        width = t.get_window_extent(renderer).width / max(ax_box.width, 1.0) + 0.02
+        if x > 0 and x + width > 1.0:  # wrap to the next line
+            x, y = 0.0, y - line_height
+            t.set_position((x, y))
+        x += width
+
+
+# ----------------------------------------------------------------------------- model plumbing
+
+@contextlib.contextmanager
+def frozen(model: torch.nn.Module):
+    """Switch off gradients for the weights: the search only needs gradients for sigma."""
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield model
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
+def phi(model, embeds: torch.Tensor, last: torch.Tensor, attention_mask: torch.Tensor | None = None,
+        output: str = "logits") -> torch.Tensor:
+    """Phi: the model's output at position ``last[b]`` of each row, from input embeddings.
+
+    The transformer runs on every position, but only the explained position goes through the
+    output layer (for GPT-2 that layer alone holds a third of the weights).
+    """
+    hidden = last_hidden(model, embeds, last, attention_mask)
+    if output == "hidden":
+        return hidden.float()
+    return model.get_output_embeddings()(hidden).float()
+
+
+def last_hidden(model, embeds: torch.Tensor, last: torch.Tensor, attention_mask: torch.Tensor | None = None):
+    """The final hidden state (after the last layer norm) at position ``last[b]`` of each row."""
+    base = getattr(model, "base_model", model)
+    out = base(inputs_embeds=embeds, attention_mask=attention_mask, use_cache=False)
+    return out.last_hidden_state[torch.arange(embeds.shape[0], device=embeds.device), last]
+
+
+def model_fingerprint(model: torch.nn.Module) -> str:
+    """A short hash of a model's configuration and (a strided sample of) every weight tensor.
+
+    Cheap enough to compute on every call, and changes when the weights change (fine-tuning).
+    """
+    digest = hashlib.sha256()
+    config = getattr(model, "config", None)
+    if config is not None and hasattr(config, "to_json_string"):
+        digest.update(re.sub(r'"_?name_or_path":\s*"[^"]*"', "", config.to_json_string()).encode())
+    for name, p in model.named_parameters():
+        flat = p.detach().reshape(-1)
+        step = max(1, flat.numel() // 4096)
+        digest.update(name.encode())
+        digest.update(str(tuple(p.shape)).encode())
+        digest.update(flat[::step].float().cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _bos_id(tokenizer) -> int:
+    for attr in ("bos_token_id", "eos_token_id"):
+        value = getattr(tokenizer, attr, None)
+        if value is not None:
+            return int(value)
+    raise ValueError("bos=True needs a tokenizer with a bos or eos token; this one has neither (use bos=False)")
+
+
+def corpus_sentences(n: int = CORPUS_SENTENCES, seed: int = 0) -> list[str]:
+    """``n`` sentences (3 to 40 words) sampled from the tinyshakespeare validation split."""
+    from . import data
+
+    _, val = data.tinyshakespeare_split()
+    pieces = re.split(r"(?<=[.!?])\s+", re.sub(r"\n(?=\S)", " ", val))
+    sentences = [s.strip() for s in pieces if 3 <= len(s.split()) <= 40]
+    rng = random.Random(seed)
+    return rng.sample(sentences, min(n, len(sentences)))
+
+
+def _cache_path(lm, output: str, bos: bool, n: int) -> Path:
+    from . import data
+
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(lm.name))[:60] or "model"
+    return (data.cache_dir() / "importance"
+            / f"r2-{safe}-{model_fingerprint(lm.model)}-{output}-{'bos' if bos else 'nobos'}-n{n}.pt")
+
+
+def output_variance(lm, output: str = "logits", bos: bool = True, n_sentences: int = CORPUS_SENTENCES,
+                    refresh: bool = False, batch_size: int = 32) -> torch.Tensor:
+    """r^2: the variance of every output dimension of Phi over ``n_sentences`` corpus sentences.
+
+    Computed once per model (keyed by name and a fingerprint of the weights) and cached on disk
+    under the gpt2lab cache dir (``$GPT2LAB_CACHE``/importance). Raises ``data.DataUnavailableError``
+    when the corpus cannot be found.
+    """
+    if output not in OUTPUTS:
+        raise ValueError(f"output={output!r} is not allowed; use one of {OUTPUTS}")
+    path = _cache_path(lm, output, bos, n_sentences)
+    if path.is_file() and not refresh:
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True).to(lm.device)
+        except (OSError, RuntimeError, EOFError):
+            path.unlink(missing_ok=True)  # a damaged cache file: compute again
+    sentences = corpus_sentences(n_sentences)
+    limit = lm.context_length - int(bos)
+    outputs = []
+    with torch.inference_mode():
+        for i in range(0, len(sentences), batch_size):
+            rows = [list(lm.tokenizer(s, add_special_tokens=False)["input_ids"])[:limit]
+                    for s in sentences[i:i + batch_size]]
+            if bos:
+                rows = [[_bos_id(lm.tokenizer)] + r for r in rows]
+            ids, mask, last = _pad(rows, lm.tokenizer.pad_token_id or 0, lm.device)
+            outputs.append(phi(lm.model, lm.model.get_input_embeddings()(ids), last, mask, output))
+    values = torch.cat(outputs)
+    variance = values.var(dim=0, unbiased=False)
+    variance = variance.clamp_min(variance.mean() * _MIN_VARIANCE_RATIO).float()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".part")
+    os.close(fd)
+    try:
+        torch.save(variance.cpu(), tmp)
+        os.replace(tmp, path)  # atomic: a concurrent reader never sees half a file
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return variance.to(lm.device)
+
+
+def _pad(rows: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-pad token rows; returns ids, attention mask and the index of each row's last token."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, :len(r)] = torch.tensor(r, dtype=torch.long)
+        mask[i, :len(r)] = 1
+    last = torch.tensor([len(r) - 1 for r in rows], dtype=torch.long)
+    return ids.to(device), mask.to(device), last.to(device)
+
+
+def text_seed(seed: int, text: str) -> int:
+    """The noise seed of one text: depends on (seed, text) only, so a text draws the same noise
+    whether it is explained alone or inside a batch."""
+    digest = hashlib.sha256(f"{seed}\x00{text}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def default_scale(lm, factor: float = DEFAULT_SCALE_FACTOR) -> float:
+    """sigma's ceiling: ``factor`` x the standard deviation of the token-embedding table."""
+    weight = lm.model.get_input_embeddings().weight
+    return float(factor * weight.detach().float().std())
+
+
+# ----------------------------------------------------------------------------- the search
+
+def _check_texts(text_or_texts) -> tuple[list[str], bool]:
+    if isinstance(text_or_texts, str):
+        return [text_or_texts], True
+    if isinstance(text_or_texts, (list, tuple)):
+        if not text_or_texts:
+            raise ValueError("text_or_texts is an empty list; give at least one text")
+        for i, t in enumerate(text_or_texts):
+            if not isinstance(t, str):
+                raise TypeError(f"text_or_texts[{i}] must be a string, got {type(t).__name__}")
+        return list(text_or_texts), False
+    raise TypeError(f"text_or_texts must be a string or a list of strings, got {type(text_or_texts).__name__}")
+
+
+def word_importance(lm, text_or_texts, *, steps: int = 150, samples: int = 16, lr: float = 0.1,
+                    rate: float = 0.1, scale: float | None = None, output: str = "logits", unit: str = "word",
+                    normaliser: str = "corpus", bos: bool = True, seed: int = 0, max_rows: int | None = None,
+                    texts_per_batch: int = 16, record_every: int | None = None, progress: bool = True):
+    """How important is every word of a prompt for what the model predicts next?
+
+    Guan et al.'s perturbation method (see the module docstring), batched. Returns a
+    :class:`WordImportance` for a string, a list of them for a list of strings.
+
+    steps, samples, lr: Adam steps, noise samples per step (one batch), learning rate.
+    rate: lambda, the weight of the entropy term (more = more words allowed to take noise).
+    scale: sigma's ceiling (default 10 x std of the embedding table, as the paper advises).
+    output: "logits" (the next-token scores) or "hidden" (the final hidden state).
+    unit: "word" (pieces of a word share sigma) or "token" (one sigma per BPE piece).
+    normaliser: "corpus" (per-dimension variance over corpus sentences, cached per model; falls back
+        to "self" with a warning when the corpus is unavailable) or "self" (mean(Phi(x)^2)).
+    bos: put <|endoftext|> before the text (not a word, never perturbed), like a document start.
+    seed: the noise of each text depends only on (seed, text): batched == one by one.
+    max_rows: most rows per forward pass (caps memory); texts_per_batch: texts optimised together.
+    record_every: also keep the best sigma so far every that many steps (``sigma_trace``).
+    """
+    settings = ImportanceSettings(steps=steps, samples=samples, lr=lr, rate=rate, scale=scale, output=output,
+                                  unit=unit, normaliser=normaliser, bos=bos, seed=seed, max_rows=max_rows,
+                                  texts_per_batch=texts_per_batch)
+    settings.validate()
+    if record_every is not None and not (isinstance(record_every, int) and record_every >= 1):
+        raise ValueError(f"record_every={record_every!r} is not allowed; use an integer >= 1 or None")
+    texts, single = _check_texts(text_or_texts)
+    splitter = split_words if unit == "word" else split_tokens
+    splits = []
+    for i, t in enumerate(texts):
+        try:
+            s = splitter(lm.tokenizer, t)
+        except ValueError as err:
+            raise ValueError(f"text_or_texts[{i}]: {err}") from None
+        if s.n_tokens + int(bos) > lm.context_length:
+            raise ValueError(f"text_or_texts[{i}] has {s.n_tokens} tokens; the model reads at most "
+                             f"{lm.context_length - int(bos)} here (context {lm.context_length})")
+        splits.append(s)
+
+    the_scale = float(scale) if scale is not None else default_scale(lm)
+    r2 = None
+    if normaliser == "corpus":
+        from .data import DataUnavailableError
+
+        try:
+            r2 = output_variance(lm, output=output, bos=bos)
+        except DataUnavailableError as err:
+            warnings.warn(f"word_importance: no corpus for the output variance ({err}); "
+                          "normalising by mean(Phi(x)^2) instead (normaliser='self')", stacklevel=2)
+    if max_rows is None:
+        max_rows = 512 if lm.device.type == "cuda" else 64
+    stored = dict(settings.__dict__, scale=the_scale, max_rows=max_rows,
+                  normaliser=normaliser if (r2 is not None or normaliser == "self") else "self")
+
+    # similar lengths together: less padding
+    order = sorted(range(len(texts)), key=lambda i: splits[i].n_tokens)
+    results: dict[int, WordImportance] = {}
+    for g in range(0, len(order), texts_per_batch):
+        group = order[g:g + texts_per_batch]
+        for i, res in zip(group, _search(lm, [splits[i] for i in group], settings, the_scale, r2, max_rows,
+                                         record_every, progress, stored)):
+            results[i] = res
+    out = [results[i] for i in range(len(texts))]
+    return out[0] if single else out
+
+
+def _search(lm, splits: list[WordSplit], s: ImportanceSettings, scale: float, r2, max_rows: int,
+            record_every, progress: bool, stored: dict) -> list[WordImportance]:
+    """Optimise sigma for a group of texts at once (one Adam over all their rho)."""
+    from tqdm.auto import tqdm
+
+    t0 = time.perf_counter()
+    model, device = lm.model, lm.device
+    n, k = len(splits), s.samples
+    rows = [([_bos_id(lm.tokenizer)] if s.bos else []) + list(sp.input_ids) for sp in splits]
+    ids, mask, last = _pad(rows, lm.tokenizer.pad_token_id or 0, device)
+    width = ids.shape[1]
+    shift = int(s.bos)
+
+    # token position -> global unit index; BOS and padding point at a dummy unit with sigma 0
+    n_units = [sp.n_words for sp in splits]
+    first = np.cumsum([0] + n_units)
+    total = int(first[-1])
+    unit_of = torch.full((n, width), total, dtype=torch.long)
+    for b, sp in enumerate(splits):
+        unit_of[b, shift:shift + sp.n_tokens] = torch.tensor(sp.token_to_word, dtype=torch.long) + int(first[b])
+    unit_of = unit_of.to(device)
+    owner = torch.repeat_interleave(torch.arange(n), torch.tensor(n_units)).to(device)  # unit -> text
+
+    generators = []
+    for sp in splits:
+        gen = torch.Generator(device=device)
+        gen.manual_seed(text_seed(s.seed, sp.text))
+        generators.append(gen)
+
+    rho = torch.zeros(total, device=device, requires_grad=True)
+    optimiser = torch.optim.Adam([rho], lr=s.lr)
+    best_loss = torch.full((n,), float("inf"), device=device)
+    best_rho = rho.detach().clone()
+    trace = torch.zeros((s.steps, n))
+    snapshots, snap_steps, snap_times = [], [], []
+    zero = torch.zeros(1, device=device)
+
+    with frozen(model):
+        embed = model.get_input_embeddings()
+        with torch.no_grad():
+            x = embed(ids).detach()  # (n, width, D)
+            hidden = last_hidden(model, x, last, mask)
+            logits = model.get_output_embeddings()(hidden).float()
+            target = logits if s.output == "logits" else hidden.float()  # Phi(x): computed once
+            probs = torch.softmax(logits, dim=-1)
+        norm = (r2.unsqueeze(0).expand(n, -1) if r2 is not None
+                else target.pow(2).mean(dim=1, keepdim=True).clamp_min(1e-12).expand_as(target))
+        dim = x.shape[-1]
+        x_rows = x.repeat_interleave(k, dim=0)  # row r = text r // k, sample r % k
+        mask_rows = mask.repeat_interleave(k, dim=0)
+        last_rows = last.repeat_interleave(k, dim=0)
+        target_rows = target.repeat_interleave(k, dim=0)
+        norm_rows = norm.repeat_interleave(k, dim=0)
+        unit_rows = unit_of.repeat_interleave(k, dim=0)
+        weight = torch.zeros(n, device=device).index_add_(0, owner, torch.ones(total, device=device))
+
+        bar = tqdm(range(s.steps), desc=f"word importance ({n} text{'s' if n > 1 else ''})", disable=not progress,
+                   leave=False)
+        for step in bar:
+            noise = torch.zeros((n, k, width, dim), device=device, dtype=x.dtype)
+            for b, (gen, row) in enumerate(zip(generators, rows)):
+                noise[b, :, :len(row)] = torch.randn((k, len(row), dim), generator=gen, device=device,
+                                                     dtype=x.dtype)
+            noise = noise.view(n * k, width, dim)
+            optimiser.zero_grad(set_to_none=True)
+            fit = torch.zeros(n, device=device)
+            for a in range(0, n * k, max_rows):  # chunks bound the memory; gradients accumulate
+                z = slice(a, min(a + max_rows, n * k))
+                sigma_tok = torch.cat([scale * torch.sigmoid(rho), zero])[unit_rows[z]]
+                x_tilde = x_rows[z] + sigma_tok.unsqueeze(-1).to(x.dtype) * noise[z]
+                out = phi(model, x_tilde, last_rows[z], mask_rows[z], s.output)
+                per_row = ((out - target_rows[z]).pow(2) / norm_rows[z]).mean(dim=1) / k
+                per_row.sum().backward()
+                fit.index_add_(0, torch.arange(z.start, z.stop, device=device) // k, per_row.detach())
+            log_sigma = math.log(scale) + torch.nn.functional.logsigmoid(rho)  # stable for very negative rho
+            entropy = torch.zeros(n, device=device).index_add_(0, owner, log_sigma) / weight
+            (-s.rate * entropy.sum()).backward()
+            loss = fit - s.rate * entropy.detach()
+            better = loss < best_loss  # keep the sigma that gave each text its lowest loss
+            best_loss = torch.where(better, loss, best_loss)
+            take = better[owner]
+            best_rho = torch.where(take, rho.detach(), best_rho)
+            optimiser.step()
+            trace[step] = loss.cpu()
+            if record_every and ((step + 1) % record_every == 0 or step + 1 == s.steps):
+                snapshots.append((scale * torch.sigmoid(best_rho)).cpu().numpy())
+                snap_steps.append(step + 1)
+                snap_times.append(time.perf_counter() - t0)
+            if progress and step % 10 == 0:
+                bar.set_postfix(loss=f"{float(loss.mean()):.4f}")
+        bar.close()
+
+    seconds = (time.perf_counter() - t0) / n
+    sigma_all = (scale * torch.sigmoid(best_rho)).cpu().numpy().astype(np.float64)
+    trace_np = trace.numpy()
+    results = []
+    for b, sp in enumerate(splits):
+        sl = slice(int(first[b]), int(first[b + 1]))
+        sigma = sigma_all[sl]
+        neg_log = -np.log(sigma)
+        spread = neg_log.max() - neg_log.min()
+        importance = (neg_log - neg_log.min()) / spread if spread > 1e-12 else np.zeros_like(sigma)
+        top = int(torch.argmax(probs[b]))
+        results.append(WordImportance(
+            text=sp.text, words=sp.word_texts(), sigma=sigma, importance=importance,
+            pieces=[[lm.tokenizer.decode([sp.input_ids[t]]) for t in w.tokens] for w in sp.words],
+            spans=[(w.start, w.end) for w in sp.words], loss_trace=trace_np[:, b].copy(),
+            best_step=int(np.argmin(trace_np[:, b])), best_loss=float(best_loss[b]),
+            prediction=lm.tokenizer.decode([top]), prediction_prob=float(probs[b, top]), settings=dict(stored),
+            seconds=seconds, model_name=str(lm.name),
+            sigma_trace=np.stack([snap[sl] for snap in snapshots]) if snapshots else None,
+            trace_steps=np.array(snap_steps) if snapshots else None,
+            trace_seconds=np.array(snap_times) if snapshots else None))
+    return results

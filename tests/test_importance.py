@@ -1,0 +1,265 @@
+"""Word importance by perturbation (gpt2lab.importance) and word grouping (gpt2lab.words)."""
+from __future__ import annotations
+
+import types
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import make_tiny_model
+
+SENTENCE = "I disapprove of what you say, but"
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):
+    # r^2 is cached on disk; tests keep theirs out of the user's cache
+    monkeypatch.setenv("GPT2LAB_CACHE", str(tmp_path_factory.getbasetemp() / "gpt2lab-cache"))
+
+
+# ----------------------------------------------------------------------------- words
+
+def test_canonical_sentence_has_eight_words(gpt2_tokenizer):
+    from gpt2lab.words import split_words
+
+    split = split_words(gpt2_tokenizer, SENTENCE)
+    assert split.word_texts() == ["I", "disapprove", "of", "what", "you", "say", ",", "but"]
+    assert split.n_tokens == 8
+    # the comma is its own word; the space before "disapprove" belongs to that word's piece
+    assert split.words[1].start == 1 and SENTENCE[split.words[1].start:split.words[1].end] == " disapprove"
+
+
+def test_multi_piece_words_share_one_word(gpt2_tokenizer):
+    from gpt2lab.words import split_words
+
+    text = "He said: \"don't\" -- a well-known résumé (antidisestablishmentarianism)."
+    split = split_words(gpt2_tokenizer, text)
+    words = split.word_texts()
+    assert words == ["He", "said", ":", '"', "don't", '"', "--", "a", "well-known", "résumé", "(",
+                     "antidisestablishmentarianism", ")."]
+    pieces = {w.text: len(w.tokens) for w in split.words}
+    assert pieces["don't"] == 2 and pieces["well-known"] == 3 and pieces["résumé"] == 3
+    assert pieces["antidisestablishmentarianism"] > 2
+    # every piece belongs to exactly one word, in reading order, and words cover all pieces
+    assert list(split.token_to_word) == sorted(split.token_to_word)
+    assert sum(len(w.tokens) for w in split.words) == split.n_tokens
+
+
+def test_whitespace_pieces_join_the_next_word(gpt2_tokenizer):
+    from gpt2lab.words import split_words
+
+    split = split_words(gpt2_tokenizer, "To be,\n\nor not  to be\n")
+    assert split.word_texts() == ["To", "be", ",", "or", "not", "to", "be"]
+    ids = gpt2_tokenizer("To be,\n\nor not  to be\n")["input_ids"]
+    newline = [t for t, piece in enumerate(gpt2_tokenizer.convert_ids_to_tokens(ids)) if "Ċ" in piece][0]
+    assert split.words[split.token_to_word[newline]].text == "or"  # blank line goes with the next word
+    assert split.token_to_word[-1] == len(split.words) - 1  # a trailing newline joins the last word
+
+
+def test_token_units_and_bad_text(gpt2_tokenizer):
+    from gpt2lab.words import split_tokens, split_words
+
+    assert split_tokens(gpt2_tokenizer, "a résumé").n_words == 4
+    with pytest.raises(ValueError, match="no words"):
+        split_words(gpt2_tokenizer, "   ")
+    with pytest.raises(TypeError, match="string"):
+        split_words(gpt2_tokenizer, 42)
+
+
+# ----------------------------------------------------------------------------- importance
+
+def test_sigma_stays_in_range_and_result_views(tiny_lm):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import gpt2lab
+
+    # a large learning rate and entropy weight push rho far out: sigma must still lie in (0, scale]
+    res = gpt2lab.word_importance(tiny_lm, SENTENCE, steps=25, samples=4, lr=2.0, rate=5.0, progress=False)
+    assert res.words == ["I", "disapprove", "of", "what", "you", "say", ",", "but"]
+    assert np.all(res.sigma > 0) and np.all(res.sigma <= res.scale)
+    assert res.importance.min() == 0.0 and res.importance.max() == 1.0
+    assert res.loss_trace.shape == (25,) and np.isfinite(res.loss_trace).all()
+    assert res.best_loss == pytest.approx(res.loss_trace.min(), rel=1e-5)
+    frame = res.to_dataframe()
+    assert list(frame["word"]) == res.words and sorted(frame["rank"]) == list(range(1, 9))
+    page = res._repr_html_()
+    assert "disapprove" in page and page.count("<span") == 8
+    fig = res.plot(show_loss=True)
+    assert len(fig.axes) >= 3
+    matplotlib.pyplot.close(fig)
+
+
+def _value_blind_lm(tokenizer):
+    """A real GPT-2 block whose attention reads nothing: value weights are zero, so the output at
+    the last position depends only on the last piece. Every earlier word provably cannot matter."""
+    from gpt2lab import from_model
+
+    model = make_tiny_model(n_layer=2, seed=3)
+    d = model.config.n_embd
+    with torch.no_grad():
+        for block in model.transformer.h:
+            block.attn.c_attn.weight[:, 2 * d:] = 0
+            block.attn.c_attn.bias[2 * d:] = 0
+    return from_model(model, tokenizer, name="value-blind-gpt2", device="cpu")
+
+
+def test_words_that_cannot_influence_get_the_largest_sigma(gpt2_tokenizer):
+    import gpt2lab
+
+    lm = _value_blind_lm(gpt2_tokenizer)
+    res = gpt2lab.word_importance(lm, "The cat sat on the mat", steps=120, samples=8, progress=False)
+    *blind, last = res.sigma
+    assert min(blind) > last
+    assert min(blind) > 0.95 * res.scale  # nothing holds them back: they take (almost) all the noise
+    assert res.ranking()[0] == "mat"
+
+
+class _ToyBase(torch.nn.Module):
+    """h_t = tanh(W * sum_{s<=t} w_s x_s): position ``deaf`` has weight 0, so it cannot matter."""
+
+    def __init__(self, dim: int, length: int, deaf: int):
+        super().__init__()
+        self.mix = torch.nn.Linear(dim, dim)
+        weights = torch.ones(length)
+        weights[deaf] = 0.0
+        self.register_buffer("weights", weights)
+
+    def forward(self, inputs_embeds, attention_mask=None, use_cache=False):
+        t = inputs_embeds.shape[1]
+        summed = torch.cumsum(inputs_embeds * self.weights[:t, None], dim=1)
+        return types.SimpleNamespace(last_hidden_state=torch.tanh(self.mix(summed)))
+
+
+class _ToyLM(torch.nn.Module):
+    def __init__(self, vocab: int, dim: int = 16, length: int = 32, deaf: int = 3):
+        super().__init__()
+        torch.manual_seed(0)
+        self.config = types.SimpleNamespace(n_positions=length, pad_token_id=None)
+        self.embed = torch.nn.Embedding(vocab, dim)
+        self.base_model = _ToyBase(dim, length, deaf)
+        self.head = torch.nn.Linear(dim, 50, bias=False)
+
+    def get_input_embeddings(self):
+        return self.embed
+
+    def get_output_embeddings(self):
+        return self.head
+
+
+def test_a_deaf_middle_position_gets_the_largest_sigma(gpt2_tokenizer):
+    import gpt2lab
+
+    # BOS sits at position 0, so position 3 holds the third word, " sat"
+    lm = gpt2lab.from_model(_ToyLM(len(gpt2_tokenizer), deaf=3), gpt2_tokenizer, name="toy", device="cpu")
+    res = gpt2lab.word_importance(lm, "The cat sat on the mat", steps=120, samples=8, normaliser="self",
+                                  progress=False)
+    assert res.words[int(np.argmax(res.sigma))] == "sat"
+    others = np.delete(res.sigma, 2)
+    assert res.sigma[2] > 0.95 * res.scale and others.max() < res.sigma[2]
+
+
+def test_batched_equals_one_by_one_under_the_same_seed(tiny_lm):
+    import gpt2lab
+
+    texts = [SENTENCE, "To be or not", "Now is the winter of our discontent made glorious"]
+    kw = dict(steps=15, samples=4, seed=7, progress=False)
+    batched = gpt2lab.word_importance(tiny_lm, texts, **kw)
+    for text, res in zip(texts, batched):
+        alone = gpt2lab.word_importance(tiny_lm, text, **kw)
+        assert alone.words == res.words
+        np.testing.assert_allclose(res.sigma, alone.sigma, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(res.loss_trace, alone.loss_trace, rtol=1e-4, atol=1e-6)
+    # a small memory cap (several forward chunks per step) gives the same answer too
+    chunked = gpt2lab.word_importance(tiny_lm, texts, max_rows=3, **kw)
+    for a, b in zip(batched, chunked):
+        np.testing.assert_allclose(a.sigma, b.sigma, rtol=1e-4, atol=1e-6)
+
+
+def test_deterministic_under_a_seed(tiny_lm):
+    import gpt2lab
+
+    kw = dict(steps=10, samples=4, progress=False)
+    first = gpt2lab.word_importance(tiny_lm, SENTENCE, seed=1, **kw)
+    again = gpt2lab.word_importance(tiny_lm, SENTENCE, seed=1, **kw)
+    other = gpt2lab.word_importance(tiny_lm, SENTENCE, seed=2, **kw)
+    assert np.array_equal(first.sigma, again.sigma)
+    assert np.array_equal(first.loss_trace, again.loss_trace)
+    assert not np.array_equal(first.sigma, other.sigma)
+
+
+def test_token_unit_gives_one_sigma_per_piece(tiny_lm):
+    import gpt2lab
+
+    text = "a résumé"
+    words = gpt2lab.word_importance(tiny_lm, text, steps=3, samples=2, progress=False)
+    pieces = gpt2lab.word_importance(tiny_lm, text, steps=3, samples=2, unit="token", progress=False)
+    assert words.words == ["a", "résumé"] and len(words.sigma) == 2
+    assert len(pieces.sigma) == 4 and words.pieces[1] == [" ré", "sum", "é"]
+
+
+def test_output_variance_is_cached_per_model(tiny_lm):
+    from gpt2lab import importance
+
+    path = importance._cache_path(tiny_lm, "logits", True, importance.CORPUS_SENTENCES)
+    path.unlink(missing_ok=True)
+    first = importance.output_variance(tiny_lm)
+    assert path.is_file() and first.shape == (tiny_lm.model.config.vocab_size,) and bool((first > 0).all())
+    again = importance.output_variance(tiny_lm)
+    assert torch.equal(first, again)
+    # another model (different weights) gets another cache entry
+    other = importance._cache_path(_value_blind_lm(tiny_lm.tokenizer), "logits", True, importance.CORPUS_SENTENCES)
+    assert other != path
+
+
+def test_falls_back_to_self_normaliser_without_a_corpus(tiny_lm, monkeypatch):
+    import gpt2lab
+    from gpt2lab import data, importance
+
+    def unavailable(*_, **__):
+        raise data.DataUnavailableError("no corpus here")
+
+    monkeypatch.setattr(importance, "output_variance", unavailable)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = gpt2lab.word_importance(tiny_lm, "To be or not", steps=3, samples=2, progress=False)
+    assert any("normalising by mean" in str(w.message) for w in caught)
+    assert res.settings["normaliser"] == "self"
+    same = gpt2lab.word_importance(tiny_lm, "To be or not", steps=3, samples=2, normaliser="self", progress=False)
+    np.testing.assert_array_equal(res.sigma, same.sigma)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(steps=0), "steps=0"), (dict(samples=-1), "samples=-1"), (dict(lr=0.0), "lr=0.0"),
+    (dict(output="attention"), "output='attention'"), (dict(unit="char"), "unit='char'"),
+    (dict(scale=-1.0), "scale=-1.0"), (dict(record_every=0), "record_every=0"),
+])
+def test_bad_settings_name_the_field(tiny_lm, kwargs, match):
+    import gpt2lab
+
+    with pytest.raises(ValueError, match=match):
+        gpt2lab.word_importance(tiny_lm, SENTENCE, progress=False, **kwargs)
+
+
+def test_bad_texts_are_refused_clearly(tiny_lm):
+    import gpt2lab
+
+    with pytest.raises(ValueError, match="no words"):
+        gpt2lab.word_importance(tiny_lm, "  ", progress=False)
+    with pytest.raises(TypeError, match=r"text_or_texts\[1\]"):
+        gpt2lab.word_importance(tiny_lm, ["fine", 3], progress=False)
+    with pytest.raises(ValueError, match="reads at most"):
+        gpt2lab.word_importance(tiny_lm, "word " * 100, progress=False)
+
+
+def test_embedded_model_explains_a_line(embedded_lm):
+    import gpt2lab
+
+    res = gpt2lab.word_importance(embedded_lm, "Shall I compare thee to a summer's", steps=30, samples=8,
+                                  record_every=10, progress=False)
+    assert res.words == ["Shall", "I", "compare", "thee", "to", "a", "summer's"]
+    assert res.sigma_trace.shape == (3, 7) and list(res.trace_steps) == [10, 20, 30]
+    assert np.all(np.diff(res.trace_seconds) > 0)
+    assert np.allclose(res.sigma_trace[-1], res.sigma)

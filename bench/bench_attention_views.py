@@ -32,15 +32,15 @@ if "GPT2LAB_DATA_MIRROR" not in os.environ and (ROOT.parent / "shared" / "data")
     os.environ["GPT2LAB_DATA_MIRROR"] = str(ROOT.parent / "shared" / "data")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import matplotlib  # noqa: E402
+import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
+import matplotlib.pyplot as plt
+import torch
 
-import gpt2lab  # noqa: E402
-from gpt2lab import attention_views as views  # noqa: E402
-from gpt2lab import data  # noqa: E402
+import gpt2lab
+from gpt2lab import attention_views as views
+from gpt2lab import data
 
 PASSAGE = ("First Citizen: Before we proceed any further, hear me speak. All: Speak, speak. First Citizen: "
            "You are all resolved rather to die than to famish? All: Resolved. resolved. First Citizen: First, "

@@ -7,8 +7,8 @@ fits the scorer's reference statistics and its threshold; the test split (the ot
 other prompts) is only scored. Prints both splits' precision/recall, the per-setting flag rates
 on the test split, and the time taken.
 
-    .venv/bin/python bench/eval_incoherence.py                     # ~2-3 min on a 2-core CPU
-    .venv/bin/python bench/eval_incoherence.py --prompts 20 --seeds 8 --max-length 100   # bigger
+    .venv/bin/python bench/eval_incoherence.py                     # about a minute on a 2-core CPU
+    .venv/bin/python bench/eval_incoherence.py --prompts 24 --test-prompts 12 --seeds 8 --max-length 100
     .venv/bin/python bench/eval_incoherence.py --plot threshold.png
 
 Generations are cached (``--no-cache`` to regenerate), so a second run only re-measures.
@@ -31,10 +31,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="embedded", help="model name or directory (default: embedded)")
-    parser.add_argument("--prompts", type=int, default=10, help="prompts in all (default 10)")
-    parser.add_argument("--test-prompts", type=int, default=4, help="of which held out (default 4)")
+    parser.add_argument("--prompts", type=int, default=12, help="prompts in all (default 12)")
+    parser.add_argument("--test-prompts", type=int, default=6, help="of which held out (default 6)")
     parser.add_argument("--seeds", type=int, default=6, help="seeds in all (default 6)")
     parser.add_argument("--test-seeds", type=int, default=3, help="of which held out (default 3)")
+    parser.add_argument("--samples", type=int, default=2, help="texts per prompt, setting and seed (default 2)")
     parser.add_argument("--max-length", type=int, default=60, help="new tokens per text (default 60)")
     parser.add_argument("--no-cache", action="store_true", help="generate again even if cached")
     parser.add_argument("--plot", type=Path, help="save the threshold plot to this PNG")
@@ -54,7 +55,7 @@ def main(argv=None) -> int:
     train_prompts, test_prompts = ids[:-args.test_prompts], ids[-args.test_prompts:]
     train_seeds, test_seeds = list(range(args.seeds - args.test_seeds)), list(range(args.seeds - args.test_seeds,
                                                                                         args.seeds))
-    common = {"defaults": {"max_length": args.max_length}, "cache": not args.no_cache}
+    common = {"defaults": {"max_length": args.max_length}, "samples": args.samples, "cache": not args.no_cache}
     # only the combinations the split keeps are generated
     parts = [incoherence.labelled_sweep(lm, {i: prompts[i] for i in train_prompts}, train_seeds, **common),
              incoherence.labelled_sweep(lm, {i: prompts[i] for i in test_prompts}, test_seeds, **common)]

@@ -94,19 +94,11 @@ def token_ids(lm, text) -> torch.Tensor:
     if isinstance(text, str):
         if not text:
             raise ValueError("text is empty; give at least one character to tokenize")
-        ids = lm.tokenizer(text, return_tensors="pt")["input_ids"][0]
-    elif isinstance(text, torch.Tensor):
-        ids = text.reshape(-1)
-    elif isinstance(text, (list, tuple)) and all(isinstance(i, int) and not isinstance(i, bool) for i in text):
-        ids = torch.tensor(list(text), dtype=torch.long)
+        ids = lm.tokenizer(text, return_tensors="pt", verbose=False)["input_ids"][0]
     else:
-        raise TypeError(f"text must be a string or a list of token ids, got {type(text).__name__}")
+        ids = torch.tensor(_given_ids(lm, text), dtype=torch.long)
     if ids.numel() == 0:
         raise ValueError("text gives no tokens; give at least one token")
-    vocab = lm.model.config.vocab_size
-    if int(ids.min()) < 0 or int(ids.max()) >= vocab:
-        raise ValueError(f"token ids must lie in 0..{vocab - 1} (the vocabulary of {lm.name!r}), "
-                         f"got values from {int(ids.min())} to {int(ids.max())}")
     if ids.numel() > lm.context_length:
         raise ValueError(f"text is {ids.numel()} tokens but {lm.name!r} attends over at most "
                          f"{lm.context_length}; shorten it")
@@ -439,6 +431,24 @@ def compare_with_model(lm, text, chained: bool = False):
 # capture for the views
 
 
+def _given_ids(lm, ids) -> list[int]:
+    """Token ids passed instead of a text, checked: ints within the vocabulary."""
+    if isinstance(ids, torch.Tensor):
+        if ids.dim() == 2 and ids.shape[0] == 1:
+            ids = ids[0]
+        if ids.dim() != 1 or ids.dtype.is_floating_point:
+            raise TypeError(f"token ids must be a 1-D integer tensor, got shape {tuple(ids.shape)} {ids.dtype}")
+        ids = ids.tolist()
+    if not isinstance(ids, (list, tuple)) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+        raise TypeError(f"text must be a string or a list of token ids, got {type(ids).__name__}"
+                        + (" of non-integers" if isinstance(ids, (list, tuple)) else ""))
+    vocab = lm.model.config.vocab_size
+    if ids and (min(ids) < 0 or max(ids) >= vocab):
+        raise ValueError(f"token ids must lie in 0..{vocab - 1} (the vocabulary of {lm.name!r}), "
+                         f"got values from {min(ids)} to {max(ids)}")
+    return list(ids)
+
+
 @dataclass
 class AttentionCapture:
     """Attention weights of one text, ready to look at.
@@ -507,16 +517,13 @@ class AttentionCapture:
 def capture_attention(lm, text, layers=None, max_tokens: int | None = DEFAULT_MAX_TOKENS) -> AttentionCapture:
     """Run ``lm`` on ``text`` and keep its attention weights as (layers, heads, query, key).
 
+    text: a string, or token ids (a list of ints or a 1-D tensor) for sequences made by hand.
     layers: None for all layers, or the model layers to keep (e.g. ``[0, 5, 11]``).
     max_tokens: longer texts are cut to their first ``max_tokens`` tokens, with a warning saying so
         (attention takes tokens^2 memory per head); None means the model's context length.
     The model is switched to eager attention for this one call (other kernels return no weights).
     """
     _check_lm(lm)
-    if not isinstance(text, str):
-        raise TypeError(f"text must be a string, got {type(text).__name__}")
-    if not text:
-        raise ValueError("text is empty; give at least one character to look at")
     context = lm.context_length
     if max_tokens is None:
         max_tokens = context
@@ -525,7 +532,13 @@ def capture_attention(lm, text, layers=None, max_tokens: int | None = DEFAULT_MA
                          f"got {max_tokens!r}")
     max_tokens = min(max_tokens, context)
     chosen = _check_layers(lm, layers)
-    all_ids = lm.tokenizer(text)["input_ids"]
+    if isinstance(text, str):
+        if not text:
+            raise ValueError("text is empty; give at least one character to look at")
+        # verbose=False: the too-long warning is ours to give (below, with what to do about it)
+        all_ids = lm.tokenizer(text, verbose=False)["input_ids"]
+    else:
+        all_ids = _given_ids(lm, text)
     if not all_ids:
         raise ValueError(f"text {text!r} gives no tokens")
     truncated_from = None
@@ -542,7 +555,9 @@ def capture_attention(lm, text, layers=None, max_tokens: int | None = DEFAULT_MA
     if not result.attentions or result.attentions[0] is None or result.attentions[0].numel() == 0:
         raise RuntimeError(f"model {lm.name!r} returned no attention weights even in eager mode")
     attention = torch.stack([result.attentions[i][0] for i in chosen]).float().cpu()
-    return AttentionCapture(text=lm.tokenizer.decode(all_ids) if truncated_from else text, token_ids=list(all_ids),
+    if truncated_from or not isinstance(text, str):
+        text = lm.tokenizer.decode(all_ids)
+    return AttentionCapture(text=text, token_ids=list(all_ids),
                             tokens=readable_tokens(lm, all_ids), attention=attention, layers=chosen,
                             model_name=lm.name, n_model_layers=_n_layers(lm), truncated_from=truncated_from)
 

@@ -21,7 +21,7 @@ import warnings
 
 import torch
 
-from .attention import DEFAULT_MAX_TOKENS, AttentionCapture, capture_attention, display_label
+from .attention import DEFAULT_MAX_TOKENS, AttentionCapture, capture_attention
 
 # Size limits, measured in headless Chromium on a 2-core CPU (bench/bench_attention_views.py):
 # bertviz draws one SVG line per (head, query, key); ~50k lines take ~2.5 s, 590k lines ~12 s.
@@ -502,8 +502,7 @@ def plot_model(capture: AttentionCapture, layers=None, max_tokens: int | None = 
         for head in range(heads):
             mosaic[row * step:row * step + n, head * step:head * step + n] = weights[row, head]
     fig, ax = plt.subplots(figsize=(0.75 * heads + 1.5, 0.75 * len(chosen) + 1.2))
-    cmap = plt.get_cmap("Blues").copy()
-    cmap.set_bad("white")
+    cmap = plt.get_cmap("Blues").with_extremes(bad="white")  # white gaps between the tiles
     ax.imshow(mosaic, cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
     centres = [i * step + (n - 1) / 2 for i in range(max(heads, len(chosen)))]
     ax.set_xticks(centres[:heads], [f"h{h}" for h in range(heads)], fontsize=7)

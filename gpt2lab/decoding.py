@@ -305,6 +305,7 @@ class DecodeResult:
     steps: list = field(default_factory=list)
     forward_calls: int = 0
     seconds: float = 0.0
+    scores: list = field(default_factory=list)  # with keep_scores=True: the transformed scores of each step
 
     @property
     def new_tokens(self) -> torch.Tensor:
@@ -345,7 +346,7 @@ def _check_length(lm, width: int, max_new_tokens: int) -> None:
 
 def _token_loop(lm, prompt, max_new_tokens: int, *, sampling: bool, temperature=1.0, top_k=0, top_p=1.0,
                 repetition_penalty=1.0, no_repeat_ngram_size=0, num_return_sequences=1, use_cache=True,
-                record=False, record_top=10) -> DecodeResult:
+                record=False, record_top=10, keep_scores=False) -> DecodeResult:
     """Greedy decoding or sampling: one token per row per step, until max_new_tokens or end-of-text."""
     started = time.perf_counter()
     input_ids, mask = _as_batch(lm, prompt)
@@ -359,13 +360,15 @@ def _token_loop(lm, prompt, max_new_tokens: int, *, sampling: bool, temperature=
     runner = ModelRunner(lm, input_ids, mask, use_cache=use_cache)
     sequences = input_ids
     unfinished = torch.ones(input_ids.shape[0], dtype=torch.long, device=lm.device)
-    steps = []
+    steps, kept_scores = [], []
     max_length = input_ids.shape[1] + max_new_tokens
     with torch.no_grad():
         logits = runner.start()
         while True:
             stages = [] if record else None
             scores = run_transforms(transforms, sequences, logits, stages)
+            if keep_scores:
+                kept_scores.append(scores)
             if sampling:
                 next_tokens = torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1).squeeze(1)
             else:
@@ -382,24 +385,28 @@ def _token_loop(lm, prompt, max_new_tokens: int, *, sampling: bool, temperature=
                 break
             logits = runner.advance(next_tokens, sequences)
     return DecodeResult(sequences, input_ids.shape[1], lm.tokenizer, steps, runner.forward_calls,
-                        time.perf_counter() - started)
+                        time.perf_counter() - started, kept_scores)
 
 
 def greedy(lm, prompt, max_new_tokens: int = 20, *, repetition_penalty: float = 1.0, no_repeat_ngram_size: int = 0,
-           use_cache: bool = True, record: bool = False, record_top: int = 10) -> DecodeResult:
+           use_cache: bool = True, record: bool = False, record_top: int = 10,
+           keep_scores: bool = False) -> DecodeResult:
     """Greedy decoding: always take the likeliest next token (after the penalty/blocking transforms).
 
     prompt: a string, a list of strings (left-padded into one batch), a (batch, T) tensor of token ids,
     or a tuple (input_ids, attention_mask). Same tokens as ``model.generate(do_sample=False, num_beams=1)``.
+    ``record=True`` keeps a :class:`StepRecord` per step (the ``record_top`` likeliest candidates);
+    ``keep_scores=True`` keeps the full transformed scores of every step (transformers' ``output_scores``).
     """
     return _token_loop(lm, prompt, max_new_tokens, sampling=False, repetition_penalty=repetition_penalty,
                        no_repeat_ngram_size=no_repeat_ngram_size, use_cache=use_cache, record=record,
-                       record_top=record_top)
+                       record_top=record_top, keep_scores=keep_scores)
 
 
 def sample(lm, prompt, max_new_tokens: int = 20, *, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
            repetition_penalty: float = 1.0, no_repeat_ngram_size: int = 0, num_return_sequences: int = 1,
-           seed: int | None = None, use_cache: bool = True, record: bool = False, record_top: int = 10) -> DecodeResult:
+           seed: int | None = None, use_cache: bool = True, record: bool = False, record_top: int = 10,
+           keep_scores: bool = False) -> DecodeResult:
     """Sampling: draw each next token from the model's distribution after the transforms.
 
     top_k=0 and top_p=1.0 mean "off" (pure sampling at the given temperature). With ``seed`` the torch
@@ -411,7 +418,7 @@ def sample(lm, prompt, max_new_tokens: int = 20, *, temperature: float = 1.0, to
         return _token_loop(lm, prompt, max_new_tokens, sampling=True, temperature=temperature, top_k=top_k,
                            top_p=top_p, repetition_penalty=repetition_penalty,
                            no_repeat_ngram_size=no_repeat_ngram_size, num_return_sequences=num_return_sequences,
-                           use_cache=use_cache, record=record, record_top=record_top)
+                           use_cache=use_cache, record=record, record_top=record_top, keep_scores=keep_scores)
 
 
 def beam_search(lm, prompt, max_new_tokens: int = 20, *, num_beams: int = 5, num_return_sequences: int = 1,
@@ -448,7 +455,9 @@ def beam_search(lm, prompt, max_new_tokens: int = 20, *, num_beams: int = 5, num
     n_candidates = max(2, 1 + len(eos_ids)) * K  # enough that K beams survive even if K candidates all end
     may_finish = torch.arange(n_candidates, device=device) < K  # only the best K candidates may join the pool
 
-    running = torch.full((batch, K, max_length), pad_id, dtype=torch.long, device=device)
+    # filler after a hypothesis ends; transformers writes `pad or eos[0]` (so a pad id of 0 becomes eos)
+    filler = (pad_id or eos_ids[0]) if eos_ids else -1
+    running = torch.full((batch, K, max_length), filler, dtype=torch.long, device=device)
     running[:, :, :prompt_width] = input_ids.view(batch, K, prompt_width)
     running_scores = torch.zeros((batch, K), device=device)
     running_scores[:, 1:] = BEAM_BLOCKED  # all beams start identical: let only the first one expand at step 0
@@ -500,7 +509,8 @@ def beam_search(lm, prompt, max_new_tokens: int = 20, *, num_beams: int = 5, num
             pool_filled = torch.take_along_dim(torch.cat([pool_filled, just_finished], dim=1), best, dim=1)
 
             if record:
-                steps.append(_record_beams(len(steps), record_item, cand_beam, cand_token, cand_scores, ends, keep,
+                steps.append(_record_beams(len(steps), record_item, cand_beam, cand_token, cand_scores, ends,
+                                           just_finished, keep,
                                            best, running, running_scores, pool, pool_scores, pool_lengths,
                                            pool_filled, prompt_width, cur_len + 1))
             runner.reorder(source_rows)
@@ -528,11 +538,12 @@ def beam_search(lm, prompt, max_new_tokens: int = 20, *, num_beams: int = 5, num
                         time.perf_counter() - started)
 
 
-def _record_beams(step, item, cand_beam, cand_token, cand_scores, ends, keep, pool_choice, running,
+def _record_beams(step, item, cand_beam, cand_token, cand_scores, ends, just_finished, keep, pool_choice, running,
                   running_scores, pool, pool_scores, pool_lengths, pool_filled, prompt_width, length):
     K = running.shape[1]
     kept = set(keep[item].tolist())
-    joined = {int(i) - K for i in pool_choice[item].tolist() if int(i) >= K}  # candidates that entered the pool
+    # candidates that entered the pool (placeholders can tie with blocked candidates, so check they ended)
+    joined = {int(i) - K for i in pool_choice[item].tolist() if int(i) >= K and bool(just_finished[item, int(i) - K])}
     status = []
     for j in range(cand_token.shape[1]):
         if j in joined:

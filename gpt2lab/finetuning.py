@@ -39,11 +39,9 @@ import argparse
 import copy
 import csv
 import hashlib
-import io
 import json
 import math
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -315,7 +313,8 @@ def read_examples(data: str | os.PathLike, *, format: str | None = None, line_by
     if fmt not in FORMATS:
         raise ValueError(f"format={fmt!r} is not known; use one of {', '.join(FORMATS)}")
     if (fmt == "folder") != path.is_dir():
-        raise ValueError(f"format={fmt!r} does not fit {str(path)!r}, which is a {'folder' if path.is_dir() else 'file'}")
+        kind = "folder" if path.is_dir() else "file"
+        raise ValueError(f"format={fmt!r} does not fit {str(path)!r}, which is a {kind}")
     name = path.name
     if fmt == "txt":
         return ReadResult(*_read_txt(path, name, line_by_line, encoding))
@@ -405,9 +404,11 @@ class DataReport:
         lines = [f"data {self.source} ({self.format}, {self.layout} layout"
                  + (", rows wrapped in start/end tokens" if self.wrapped else "") + ")",
                  f"  {self.n_examples} examples: {self.n_train} train ({self.train_tokens:,} tokens), "
-                 f"{self.n_val} validation ({self.val_tokens:,} tokens{', ' + self.val_source if self.val_source else ''})",
-                 f"  {self.n_blocks} training blocks of {self.block_size} tokens, {100 * self.waste:.2f} % of "
-                 "positions not trained on (padding)"]
+                 f"{self.n_val} validation ({self.val_tokens:,} tokens"
+                 + (f", {self.val_source})" if self.val_source else ")")]
+        if self.block_size:  # known once the data is laid out in blocks
+            lines.append(f"  {self.n_blocks} training blocks of {self.block_size} tokens, {100 * self.waste:.2f} % of "
+                         "positions not trained on (padding)")
         if self.header:
             lines.append(f"  the first row was read as the header ({self.header!r}); pass csv_header=False "
                          "(--no-header) if it is a text")
@@ -551,10 +552,10 @@ def prepare_data(data, tokenizer, *, format: str | None = None, line_by_line: bo
         if cache.is_file():
             try:
                 train, val_ids, train_lines, meta = _load_cache(cache)
-            except (OSError, ValueError, KeyError):
-                cache.unlink(missing_ok=True)  # unreadable: tokenise again
-            else:
                 report = DataReport(**{**meta["report"], "issues": [DataIssue(**i) for i in meta["report"]["issues"]]})
+            except (OSError, ValueError, KeyError, TypeError):
+                cache.unlink(missing_ok=True)  # unreadable or from another version: tokenise again
+            else:
                 report.from_cache, report.cache_file = True, str(cache)
                 return FinetuneData(train, val_ids, report, train_lines)
 
@@ -568,6 +569,7 @@ def prepare_data(data, tokenizer, *, format: str | None = None, line_by_line: bo
         val_examples = val_read.examples
         issues += val_read.issues
         val_source = f"from {val_path.name}"
+    issues.sort(key=lambda i: (i.file != path.name, i.file, i.line or 0))  # in file order
     if issues and bad_rows == "error":
         raise DataError(issues, SKIP_HINT)
     if not examples:
@@ -874,13 +876,17 @@ def _perplexity(model, ids: np.ndarray, block: int, stride: int, batch_size: int
     return math.exp(nll / max(count, 1))
 
 
-def _is_main_process() -> bool:
-    try:
-        from accelerate import PartialState
+def _wait_for_everyone() -> None:
+    """A barrier across the processes of ``accelerate launch`` / ``torchrun`` (nothing in a plain process)."""
+    from accelerate import PartialState
 
-        return PartialState().is_main_process
-    except Exception:  # accelerate not set up: a plain single process
-        return True
+    PartialState().wait_for_everyone()
+
+
+def _is_main_process() -> bool:
+    from accelerate import PartialState
+
+    return PartialState().is_main_process
 
 
 def finetune(data, model=None, *, steps: int = 1000, run_name: str = "run1",
@@ -949,10 +955,14 @@ def finetune(data, model=None, *, steps: int = 1000, run_name: str = "run1",
         for name in (SAMPLES_FILE, LOSS_PLOT, RUN_FILE):
             (run_dir / name).unlink(missing_ok=True)
         previous, existing = {}, []
+    _wait_for_everyone()  # with several processes, none may look at the run folder while it is being cleared
     resuming = bool(existing) and resume
 
     # ---- the base model
-    if model is None and resuming and previous.get("base_model"):
+    if model is None and resuming:
+        if not previous.get("base_model"):
+            raise ValueError(f"run {str(run_dir)!r} was started from a model built in memory; pass that model as "
+                             "model= to resume it")
         model = previous["base_model"]
     if isinstance(model, LM):
         base_lm = model
@@ -990,6 +1000,10 @@ def finetune(data, model=None, *, steps: int = 1000, run_name: str = "run1",
         val_ids = val_ids[:eval_max_tokens]
     val_set = Chunks(prepared.val_stream(), block) if len(val_ids) >= 2 else None
     say(str(report))
+    digest = _data_digest(data_path)
+    if resuming and previous.get("data", {}).get("sha256") not in (None, digest):
+        say(f"gpt2lab: note: {data_path.name} is not the data run {run_name!r} started with; training continues "
+            "on the new data")
 
     stride = eval_stride or max(1, block // 2)
     if not 1 <= stride <= block:
@@ -1018,8 +1032,7 @@ def finetune(data, model=None, *, steps: int = 1000, run_name: str = "run1",
 
     run_info = {
         "run_name": run_name, "base_model": base_ref, "base_model_name": base_lm.name,
-        "lora": lora_settings or None, "data": {"path": str(Path(data).expanduser().resolve()),
-                                                "sha256": _data_digest(Path(data).expanduser())},
+        "lora": lora_settings or None, "data": {"path": str(data_path.resolve()), "sha256": digest},
         "settings": dict(format=report.format, line_by_line=line_by_line, wrap=wrapped, text_field=text_field,
                          csv_header=csv_header, encoding=encoding, bad_rows=bad_rows, val_fraction=val_fraction,
                          val=str(val) if val is not None else None, seed=seed, block_size=block,
@@ -1052,8 +1065,8 @@ def finetune(data, model=None, *, steps: int = 1000, run_name: str = "run1",
     resumed_from = training.read_checkpoint_state(existing[-1])["step"] if resuming else 0
     say(f"gpt2lab: run {run_name!r} in {run_dir}: " + (f"resuming at step {resumed_from} of {steps}" if resuming
                                                        else f"training {steps} steps from {base_lm.name!r}"))
-    outcome = training.train(net, train_set, val_set, cfg, tokenizer=tokenizer, output_dir=run_dir, resume=True,
-                             on_sample=on_sample)
+    outcome = training.train(net, train_set, val_set, cfg, tokenizer=tokenizer, output_dir=run_dir,
+                             resume=resuming, on_sample=on_sample)
     outcome_model = net.merge_and_unload() if lora_settings else net
     outcome_model.eval()
 

@@ -64,6 +64,7 @@ class ImportanceSettings:
     steps: int = 150
     samples: int = 16  # K: noise samples per step, pushed through the model as one batch
     lr: float = 0.1
+    final_lr_ratio: float = 0.05  # the learning rate decays (cosine) to this fraction of lr
     rate: float = 0.1  # lambda: weight of the "as much noise as possible" term
     scale: float | None = None  # sigma's ceiling; None = 10 x std of the token-embedding table
     output: str = "logits"  # Phi: "logits" or "hidden" (final hidden state) at the last position
@@ -84,6 +85,8 @@ class ImportanceSettings:
              "use an integer >= 1")
         need(isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0, "lr", self.lr,
              "use a positive number")
+        need(isinstance(self.final_lr_ratio, (int, float)) and 0 < self.final_lr_ratio <= 1, "final_lr_ratio",
+             self.final_lr_ratio, "use a number in (0, 1]")
         need(isinstance(self.rate, (int, float)) and math.isfinite(self.rate) and self.rate >= 0, "rate",
              self.rate, "use a number >= 0")
         need(self.scale is None or (isinstance(self.scale, (int, float)) and math.isfinite(self.scale)
@@ -396,7 +399,7 @@ def _check_texts(text_or_texts) -> tuple[list[str], bool]:
 
 
 def word_importance(lm, text_or_texts, *, steps: int = 150, samples: int = 16, lr: float = 0.1,
-                    rate: float = 0.1, scale: float | None = None, output: str = "logits", unit: str = "word",
+                    final_lr_ratio: float = 0.05, rate: float = 0.1, scale: float | None = None, output: str = "logits", unit: str = "word",
                     normaliser: str = "corpus", bos: bool = True, seed: int = 0, max_rows: int | None = None,
                     texts_per_batch: int = 16, record_every: int | None = None, progress: bool = True):
     """How important is every word of a prompt for what the model predicts next?
@@ -404,7 +407,8 @@ def word_importance(lm, text_or_texts, *, steps: int = 150, samples: int = 16, l
     Guan et al.'s perturbation method (see the module docstring), batched. Returns a
     :class:`WordImportance` for a string, a list of them for a list of strings.
 
-    steps, samples, lr: Adam steps, noise samples per step (one batch), learning rate.
+    steps, samples, lr: Adam steps, noise samples per step (one batch), learning rate; it decays
+        (cosine) to ``final_lr_ratio`` x lr by the last step.
     rate: lambda, the weight of the entropy term (more = more words allowed to take noise).
     scale: sigma's ceiling (default 10 x std of the embedding table, as the paper advises).
     output: "logits" (the next-token scores) or "hidden" (the final hidden state).
@@ -416,7 +420,7 @@ def word_importance(lm, text_or_texts, *, steps: int = 150, samples: int = 16, l
     max_rows: most rows per forward pass (caps memory); texts_per_batch: texts optimised together.
     record_every: also keep the best sigma so far every that many steps (``sigma_trace``).
     """
-    settings = ImportanceSettings(steps=steps, samples=samples, lr=lr, rate=rate, scale=scale, output=output,
+    settings = ImportanceSettings(steps=steps, samples=samples, lr=lr, final_lr_ratio=final_lr_ratio, rate=rate, scale=scale, output=output,
                                   unit=unit, normaliser=normaliser, bos=bos, seed=seed, max_rows=max_rows,
                                   texts_per_batch=texts_per_batch)
     settings.validate()
@@ -493,6 +497,9 @@ def _search(lm, splits: list[WordSplit], s: ImportanceSettings, scale: float, r2
 
     rho = torch.zeros(total, device=device, requires_grad=True)
     optimiser = torch.optim.Adam([rho], lr=s.lr)
+    # cosine decay: big steps while sigma travels, small ones so that it settles (and the kept best is stable)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda t: s.final_lr_ratio + (1 - s.final_lr_ratio)
+                                                 * 0.5 * (1 + math.cos(math.pi * min(t, s.steps) / s.steps)))
     best_loss = torch.full((n,), float("inf"), device=device)
     best_rho = rho.detach().clone()
     trace = torch.zeros((s.steps, n))
@@ -545,6 +552,7 @@ def _search(lm, splits: list[WordSplit], s: ImportanceSettings, scale: float, r2
             take = better[owner]
             best_rho = torch.where(take, rho.detach(), best_rho)
             optimiser.step()
+            schedule.step()
             trace[step] = loss.cpu()
             if record_every and ((step + 1) % record_every == 0 or step + 1 == s.steps):
                 snapshots.append((scale * torch.sigmoid(best_rho)).cpu().numpy())

@@ -109,6 +109,14 @@ class IncoherenceScorer:
     threshold: float | None = None
     weights: dict[str, float] = field(default_factory=lambda: {f: 1.0 for f in FEATURES})
 
+    def __post_init__(self):
+        unknown = set(self.weights) - set(FEATURES)
+        if unknown:
+            raise ValueError(f"unknown features in weights: {sorted(unknown)}; features are {list(FEATURES)}")
+        self.weights = {f: float(self.weights.get(f, 1.0)) for f in FEATURES}
+        if any(w < 0 or not math.isfinite(w) for w in self.weights.values()) or sum(self.weights.values()) == 0:
+            raise ValueError(f"weights must be finite, >= 0 and not all 0; got {self.weights}")
+
     @classmethod
     def fit(cls, reference_df, threshold: float | None = None) -> IncoherenceScorer:
         """Reference statistics from a measured DataFrame of texts known to be fine."""

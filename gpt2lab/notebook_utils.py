@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import html
 import sys
-from typing import Mapping
+from collections.abc import Mapping
 
 # Soft background colours that stay readable in light and dark themes (text is forced dark).
 _TOKEN_COLOURS = ("#ffd8a8", "#c3fae8", "#d0bfff", "#ffc9c9", "#b2f2bb", "#a5d8ff", "#fcc2d7", "#ffec99")

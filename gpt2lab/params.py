@@ -245,8 +245,10 @@ class GenerationParams(BaseModel):
         )
 
     def public_dict(self) -> dict:
-        """All fields with their values (what a result file records)."""
-        return self.model_dump()
+        """Every parameter this mode uses, with its value (defaults included): what a result file records
+        so the run can be repeated exactly. Parameters the mode ignores are left out."""
+        used = self.used()
+        return {k: v for k, v in self.model_dump().items() if k in used}
 
 
 @dataclass(frozen=True)
@@ -340,6 +342,10 @@ def _translate(err: ValidationError, data: Any) -> InvalidParameterError:
             continue
         value = values.get(field, e.get("input"))
         problem = _problem(e, value)
+        if field == "input" and isinstance(value, list):
+            bad = [i for i, item in enumerate(value) if not isinstance(item, str)]
+            if bad:
+                problem = f"item {bad[0]} ({value[bad[0]]!r}) is not a string"
         by_field[field] = field_error(field, value, problem)
     return InvalidParameterError(list(by_field.values()))
 

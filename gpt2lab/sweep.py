@@ -374,7 +374,7 @@ def add_metrics(df, lm=None, reference=None, progress: bool = False):
             rec["pos_js"] = analysis.pos_divergence(dist, ref) if dist.total else float("nan")
         if lm is not None:
             rec["perplexity"] = (analysis.text_perplexity(lm, text, row["prompt"] if has_prompt else None)
-                                 if text.strip() else float("nan"))
+                                 if text else float("nan"))
         records.append(rec)
     for column in records[0] if records else []:
         out[column] = [r[column] for r in records]
@@ -505,8 +505,13 @@ def _require(df, columns):
 def _colors(n: int):
     import matplotlib.pyplot as plt
 
-    cmap = plt.get_cmap("tab20" if n > 10 else "tab10")
-    return [cmap(i % cmap.N) for i in range(n)]
+    # tab10/tab20 without their greys: grey is kept for human text
+    if n > 9:
+        cmap, skip = plt.get_cmap("tab20"), {14, 15}
+    else:
+        cmap, skip = plt.get_cmap("tab10"), {7}
+    palette = [cmap(i) for i in range(cmap.N) if i not in skip]
+    return [palette[i % len(palette)] for i in range(n)]
 
 
 def plot_pos_by_setting(df, ax=None, by: str = "setting", title: str | None = None):
@@ -525,7 +530,7 @@ def plot_pos_by_setting(df, ax=None, by: str = "setting", title: str | None = No
     ax.set_xticks(x, analysis.POS_CATEGORIES, rotation=30)
     ax.set_ylabel("share of words")
     ax.set_title(title or "Parts of speech per decoding setting")
-    ax.legend(fontsize=8, ncol=2 if n > 6 else 1, loc="upper right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))  # outside: bars stay visible
     return ax
 
 
@@ -553,7 +558,7 @@ def plot_pos_comparison(texts: Mapping[str, str], ax=None, title: str | None = N
 
 
 def plot_repetition(df_or_summary, metrics: Sequence[str] = ("distinct_1", "distinct_2", "distinct_3",
-                                                             "repeated_3gram_share"), ax=None,
+                                                             "repeated_3gram_share", "loop_share"), ax=None,
                     title: str | None = None):
     """Repetition metrics per setting (bars grouped by metric, one colour per setting).
 
@@ -579,7 +584,7 @@ def plot_repetition(df_or_summary, metrics: Sequence[str] = ("distinct_1", "dist
     ax.set_xticks(x, [m.replace("_", " ") for m in metrics])
     ax.set_ylim(0, 1.05)
     ax.set_title(title or "Repetition per decoding setting (distinct-n high = varied; repeated share high = loops)")
-    ax.legend(fontsize=8, ncol=2 if n > 6 else 1)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     return ax
 
 

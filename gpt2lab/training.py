@@ -159,7 +159,7 @@ class TrainConfig:
 @dataclass
 class TrainResult:
     steps: int
-    history: list = field(default_factory=list)  # dicts: step, loss, lr, (val_loss), tokens, seconds
+    history: list = field(default_factory=list)  # dicts: step, loss, lr, (val_loss), tokens, seconds, cpu_seconds
     tokens_seen: int = 0
     seconds: float = 0.0
     last_checkpoint: str | None = None
@@ -466,7 +466,7 @@ def train(model, train_data, val_data=None, config: TrainConfig | None = None, *
     model.train()
     world, rank = accelerator.num_processes, accelerator.process_index
     per_step = cfg.batch_size * cfg.grad_accum * world
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     bar = tqdm(total=cfg.max_steps, initial=start_step, desc="training", disable=not (cfg.progress and
                                                                                         accelerator.is_main_process))
     # losses stay on the device between records: reading one back every step would stall a GPU
@@ -498,7 +498,8 @@ def train(model, train_data, val_data=None, config: TrainConfig | None = None, *
         if done % cfg.log_every == 0 or done == cfg.max_steps:
             record = {"step": done, "loss": round(loss_sum.item() / steps_in_sum, 5),
                       "lr": scheduler.get_last_lr()[0], "tokens": tokens_seen,
-                      "seconds": round(time.perf_counter() - t0, 3)}
+                      "seconds": round(time.perf_counter() - t0, 3),
+                      "cpu_seconds": round(time.process_time() - cpu0, 3)}
             loss_sum.zero_()
             steps_in_sum = 0
         if val_data is not None and (done % cfg.eval_every == 0 or done == cfg.max_steps):

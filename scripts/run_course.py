@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -55,7 +56,10 @@ def execute(path: Path, timeout: int = DEFAULT_CELL_TIMEOUT_S, kernel_name: str 
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
     nb = nbformat.read(str(path), as_version=4)
+    # The kernel's own start-up log (e.g. "running over TCP without encryption" on loopback) is noise
+    # here; what the notebook's code prints or warns still lands in the outputs.
     client = NotebookClient(nb, timeout=timeout, kernel_name=kernel_name,
+                            extra_arguments=["--IPKernelApp.log_level=ERROR"],
                             resources={"metadata": {"path": str(path.parent)}})
     start = time.perf_counter()
     error = None
@@ -74,8 +78,11 @@ def write_html(nb, target: Path) -> None:
     target.write_text(body, encoding="utf-8")
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")  # IPython colours its tracebacks
+
+
 def _short_error(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
+    text = _ANSI.sub("", str(error)).strip().splitlines()
     # nbclient's message ends with the exception line, e.g. "AssertionError: ..."
     tail = [line for line in text if line.strip()][-1:] or [type(error).__name__]
     return f"{type(error).__name__}: {tail[0]}"

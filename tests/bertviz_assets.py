@@ -38,7 +38,7 @@ def fetch_scripts(cache_dir: Path = CACHE_DIR) -> dict[str, Path]:
         if not target.is_file():
             with tempfile.TemporaryDirectory() as tmp:
                 done = subprocess.run([npm, "pack", spec, "--pack-destination", tmp, "--silent"],
-                                      capture_output=True, text=True, timeout=180)
+                                      capture_output=True, text=True, timeout=180, check=False)
                 if done.returncode != 0:
                     raise RuntimeError(f"npm pack {spec} failed: {done.stderr.strip()[-500:]}")
                 tarball = next(Path(tmp).glob("*.tgz"))

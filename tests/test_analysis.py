@@ -202,3 +202,17 @@ def test_text_perplexity_matches_score_text_and_conditions_on_prompt(tiny_lm):
     assert A.text_perplexity(tiny_lm, text, prompt=prompt) == pytest.approx(math.exp(nll.item()), rel=1e-4)
     with pytest.raises(ValueError, match="non-empty"):
         A.text_perplexity(tiny_lm, "")
+
+
+def test_missing_tagger_data_gives_a_clear_error_with_the_fix(monkeypatch, tmp_path):
+    import nltk
+
+    from gpt2lab import data
+
+    monkeypatch.setenv("GPT2LAB_DATA_MIRROR", str(tmp_path / "empty-mirror"))
+    monkeypatch.setenv("GPT2LAB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(nltk.data, "path", [str(tmp_path / "nowhere")])
+    monkeypatch.setattr(nltk, "download", lambda *a, **k: False)  # offline: the download fails
+    monkeypatch.setattr(A, "_TAGGER", None)
+    with pytest.raises(data.DataUnavailableError, match=r"averaged_perceptron_tagger_eng.*Fix:.*nltk\.downloader"):
+        A.pos_tags("The cat sat.")

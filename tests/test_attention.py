@@ -183,14 +183,24 @@ def test_capture_layers_subset_and_truncation(tiny_lm):
 def test_capture_rejects_bad_input(tiny_lm):
     with pytest.raises(ValueError, match="text is empty"):
         att.capture_attention(tiny_lm, "")
-    with pytest.raises(TypeError, match="text must be a string"):
+    with pytest.raises(TypeError, match="text must be a string or a list of token ids"):
         att.capture_attention(tiny_lm, ["a"])
+    with pytest.raises(ValueError, match=r"token ids must lie in 0\.\.50256"):
+        att.capture_attention(tiny_lm, [1, 50257])
     with pytest.raises(ValueError, match=r"layers=5 is out of range"):
         att.capture_attention(tiny_lm, TEXT, layers=[0, 5])
     with pytest.raises(ValueError, match="names a layer twice"):
         att.capture_attention(tiny_lm, TEXT, layers=[1, 1])
     with pytest.raises(ValueError, match="max_tokens must be a positive int"):
         att.capture_attention(tiny_lm, TEXT, max_tokens=0)
+
+
+def test_capture_of_token_ids(tiny_lm):
+    from_text = att.capture_attention(tiny_lm, "Hello world!\nThe end")
+    from_ids = att.capture_attention(tiny_lm, torch.tensor(from_text.token_ids))
+    assert from_ids.tokens == from_text.tokens and from_ids.text == from_text.text
+    assert torch.equal(from_ids.attention, from_text.attention)
+    assert att.capture_attention(tiny_lm, from_text.token_ids[:3]).tokens == ["Hello", " world", "!"]
 
 
 def test_capture_is_exported_lazily():
@@ -305,7 +315,7 @@ def test_matplotlib_views_use_the_same_labels(capture):
     mosaic = model_ax.get_images()[0].get_array()
     n = capture.n_tokens
     step = n + max(1, n // 8)
-    assert torch.allclose(torch.tensor(mosaic.data[step:step + n, step:step + n]), capture.head(1, 1))
+    assert torch.allclose(torch.tensor(mosaic.data[step:step + n, step:step + n]).float(), capture.head(1, 1))
     with pytest.raises(ValueError, match="head=7 is out of range"):
         views.plot_head(capture, layer=0, head=7)
     plt.close("all")

@@ -12,11 +12,10 @@ import shutil
 from pathlib import Path
 
 import pytest
+from bertviz_assets import fetch_scripts, local_file_for
 
 from gpt2lab import attention_views as views
 from gpt2lab.attention import capture_attention
-
-from bertviz_assets import fetch_scripts, local_file_for
 
 pytestmark = pytest.mark.browser
 

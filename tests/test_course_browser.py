@@ -155,8 +155,12 @@ class LabPage:
         self.wait_for_kernel_idle(timeout_s=timeout_s)
 
     def error_outputs(self) -> list[str]:
-        """Tracebacks shown in the notebook."""
-        return self.page.locator(".jp-RenderedText[data-mime-type='application/vnd.jupyter.error']").all_inner_texts()
+        """Tracebacks shown in the notebook. JupyterLab renders errors like stderr text, so an error is
+        a stderr output with a traceback or an ``...Error:`` line (warnings and progress bars are not)."""
+        texts = self.page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']"
+                                  ).all_inner_texts()
+        return [t for t in texts if "Traceback (most recent call last)" in t
+                or re.search(r"^\w*(Error|Exception|Interrupt)\b.*:", t, re.MULTILINE)]
 
     @contextlib.contextmanager
     def screenshot_on_failure(self):
@@ -193,7 +197,7 @@ def find_slider(page, area, label_pattern: str | None = None):
     expression, case-insensitive), else the first slider."""
     sliders = area.locator(".widget-slider")
     if label_pattern is not None:
-        labelled = sliders.filter(has=page.locator(".widget-label", has_text=re.compile(label_pattern, re.I)))
+        labelled = sliders.filter(has=page.locator(".widget-label", has_text=re.compile(label_pattern, re.IGNORECASE)))
         if labelled.count():
             return labelled.first
     return sliders.first
@@ -227,7 +231,7 @@ def browser_page(chromium_path):
 
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS, headless=True)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page = browser.new_page(viewport={"width": 1400, "height": 1600})
         page.set_default_timeout(30_000)
         try:
             yield page
@@ -253,6 +257,24 @@ def _wait_for_change(page, area, before: str, timeout_s: float) -> str:
             return state
         page.wait_for_timeout(250)
     return shown_state(area)
+
+
+def _settle(lab: LabPage, area, timeout_s: float = 120) -> str:
+    """Wait until the kernel has handled every queued widget event and the display stops changing."""
+    deadline = time.monotonic() + timeout_s
+    state = shown_state(area)
+    while time.monotonic() < deadline:
+        lab.wait_for_kernel_idle(timeout_s=max(1.0, deadline - time.monotonic()))
+        lab.page.wait_for_timeout(1000)
+        again = shown_state(area)
+        if again == state:
+            return state
+        state = again
+    return state
+
+
+def _texts(area, selector: str) -> list[str]:
+    return area.locator(selector).all_inner_texts()
 
 
 def test_harness_moves_a_slider(tmp_path, browser_page):
@@ -297,42 +319,48 @@ def test_harness_moves_a_slider(tmp_path, browser_page):
 
 
 def test_decoding_explorer_reacts_to_a_slider(tmp_path, browser_page):
-    """Notebook 05 in JupyterLab with the embedded model: run all cells, move a slider of the
-    decoding explorer, and the shown distribution / samples must change."""
+    """Notebook 05 in JupyterLab with the embedded model: run all cells, move the temperature slider
+    of the decoding explorer, and the shown next-token distribution and samples must change."""
     assert DECODING_NOTEBOOK.is_file(), f"{DECODING_NOTEBOOK} does not exist (yet)"
+    check_decoding_explorer_in_lab(DECODING_NOTEBOOK, tmp_path, browser_page, ARTIFACTS / "decoding")
+
+
+def check_decoding_explorer_in_lab(notebook: Path, tmp_path: Path, page, shots: Path) -> None:
     root = tmp_path / "root"
-    root.mkdir()
-    copy = root / DECODING_NOTEBOOK.name  # a copy: JupyterLab autosaves, the repository stays clean
-    shutil.copyfile(DECODING_NOTEBOOK, copy)
+    root.mkdir(parents=True)
+    copy = root / notebook.name  # a copy: JupyterLab autosaves, the repository stays clean
+    shutil.copyfile(notebook, copy)
     nb = nbformat.read(str(copy), as_version=4)
     n_code = sum(c.cell_type == "code" for c in nb.cells)
     assert any("decoding_explorer(" in c.source for c in nb.cells if c.cell_type == "code"), \
-        "notebook 05 has no cell calling decoding_explorer(...)"
+        f"{notebook.name} has no cell calling decoding_explorer(...)"
 
-    lab = LabPage(browser_page, ARTIFACTS / "decoding")
+    lab = LabPage(page, shots)
     with jupyter_lab(root, tmp_path / "home", env=_env_for_course()) as (base_url, token), \
             lab.screenshot_on_failure():
         lab.open_notebook(base_url, token, copy.name, n_cells=len(nb.cells))
         started = time.monotonic()
         lab.run_all_cells(n_code=n_code)
-        print(f"05 ran in JupyterLab in {time.monotonic() - started:.1f} s")
+        print(f"{notebook.name} ran in JupyterLab in {time.monotonic() - started:.1f} s")
         assert lab.error_outputs() == []
-        area = widget_area(browser_page, code_contains="decoding_explorer(")
+        area = widget_area(page, code_contains="decoding_explorer(")
         area.scroll_into_view_if_needed()
-        browser_page.wait_for_timeout(1000)
-        before = shown_state(area)
-        assert before.strip(), "the decoding explorer shows nothing besides its controls"
-        browser_page.wait_for_timeout(1000)
-        assert shown_state(area) == before, "the explorer's display changes without any input"
+        before = _settle(lab, area)
+        table_before = _texts(area, ".gpt2lab-distribution")
+        samples_before = _texts(area, ".gpt2lab-samples")
+        assert table_before and table_before[0].strip(), "the explorer shows no next-token distribution"
+        assert samples_before and samples_before[0].strip(), "the explorer shows no samples"
         area.screenshot(path=str(lab.shots / "1-explorer-before.png"))
         lab.screenshot("1-page-before")
 
-        slider = find_slider(browser_page, area, "temperature|temp")
+        slider = find_slider(page, area, "temperature")
         label = slider.locator(".widget-label").inner_text()
-        readouts = move_slider(browser_page, slider, steps=5)
+        readouts = move_slider(page, slider, steps=5)
         assert readouts[0] != readouts[1], f"slider {label!r} did not move: {readouts}"
-        after = _wait_for_change(browser_page, area, before, timeout_s=90)
-        browser_page.wait_for_timeout(500)
+        _wait_for_change(page, area, before, timeout_s=90)
+        after = _settle(lab, area)
         area.screenshot(path=str(lab.shots / "2-explorer-after.png"))
         lab.screenshot("2-page-after")
         assert after != before, f"moving {label!r} from {readouts[0]} to {readouts[1]} changed nothing shown"
+        assert _texts(area, ".gpt2lab-distribution") != table_before, "the distribution table did not change"
+        assert _texts(area, ".gpt2lab-samples") != samples_before, "the samples did not change"

@@ -345,7 +345,7 @@ def test_resume_after_kill_9_mid_training(tiny_dir, tmp_path):
     again finishes the run: same final step, every checkpoint on disk loads, and the final weights equal
     those of a run that was never interrupted."""
     data = write(tmp_path / "story.txt", story(100))
-    ck, cache, steps = tmp_path / "ck", tmp_path / "cache", 300
+    ck, cache, steps = tmp_path / "ck", tmp_path / "cache", 120
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     proc = subprocess.Popen(_cli(data, tiny_dir, ck, cache, steps), cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -368,7 +368,7 @@ def test_resume_after_kill_9_mid_training(tiny_dir, tmp_path):
     assert done.returncode == 0, done.stderr.decode()[-3000:]
     assert f"resuming at step {stopped_at} of {steps}" in done.stdout.decode()
     checkpoints = training.list_checkpoints(run_dir)
-    assert [c.name for c in checkpoints] == ["checkpoint-280", "checkpoint-290", "checkpoint-300"]
+    assert [c.name for c in checkpoints] == ["checkpoint-100", "checkpoint-110", "checkpoint-120"]
     state = training.read_checkpoint_state(checkpoints[-1])
     assert state["step"] == steps and state["history"][-1]["step"] == steps
     logged = [h["step"] for h in state["history"] if "loss" in h]
@@ -456,13 +456,13 @@ def test_generation_from_a_run_with_prefix_and_truncate(tiny_dir, tmp_path):
 
     texts = ["Snow fell on the quiet harbour.", "The baker sings at dawn.", "Two owls argued about the moon."]
     path = write_csv(tmp_path / "three.csv", texts)
-    tune(path, tiny_dir, tmp_path, run_name="memo", steps=STEPS, learning_rate=1e-2, val_fraction=0, block_size=48,
+    tune(path, tiny_dir, tmp_path, run_name="memo", steps=120, learning_rate=1e-2, val_fraction=0, block_size=48,
          line_by_line=True, batch_size=3, warmup_steps=5, min_lr_ratio=0.5, checkpoint_every=0)
     lm = load_run("memo", checkpoint_dir=tmp_path / "ck", verbose=False)
     out = gpt2lab.generate(lm, prefix=lm.info["start_token"], truncate=lm.info["end_token"], include_prefix=False,
-                           mode="greedy", max_length=40)
+                           mode="greedy", max_length=40, no_repeat_ngram_size=0)
     text = out[0] if isinstance(out[0], str) else out[0][0]
-    assert text in texts
+    assert text in texts, text
     index = NoveltyIndex.from_run("memo", checkpoint_dir=tmp_path / "ck", n=4)
     assert index.check(text).copied_fraction == 1.0 and index.check(text).flagged
     assert index.check(text).nearest_text == text

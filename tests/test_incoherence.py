@@ -85,6 +85,14 @@ def test_scorer_flags_loops_and_word_salad_but_not_typical_text():
         scorer.flag(test)
     with pytest.raises(ValueError, match="lacks columns.*perplexity"):
         scorer.score(test.drop(columns=["perplexity"]))
+    # weights: switching the repetition features off leaves the loop unflagged by them
+    no_repeat = inc.IncoherenceScorer(scorer.reference_pos, scorer.center, scorer.scale,
+                                      weights={"repetition": 0, "loop": 0})
+    assert no_repeat.score(test)[1] == pytest.approx(math.sqrt(dev.loc[1, "log_perplexity"] ** 2 / 2))
+    with pytest.raises(ValueError, match="unknown features in weights: \\['loops'\\]"):
+        inc.IncoherenceScorer(scorer.reference_pos, scorer.center, scorer.scale, weights={"loops": 1})
+    with pytest.raises(ValueError, match="not all 0"):
+        inc.IncoherenceScorer(scorer.reference_pos, scorer.center, scorer.scale, weights=dict.fromkeys(inc.FEATURES, 0))
 
 
 def labelled_data() -> pd.DataFrame:

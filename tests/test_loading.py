@@ -72,7 +72,7 @@ def test_embedded_model_loads_by_name_offline_quickly():
     assert lm.source == "embedded" and lm.name == "shakespeare-gpt2"
     assert lm.dtype == torch.float32  # stored as float16, computed in float32
     assert type(lm.model).__name__ == "GPT2LMHeadModel"
-    assert len(lm.tokenizer) == lm.model.config.vocab_size == 4096
+    assert len(lm.tokenizer) == lm.model.config.vocab_size
     text = lm.decode(lm.model.generate(lm.encode("ROMEO:"), max_new_tokens=20, do_sample=False)[0])
     assert text.startswith("ROMEO:") and len(text) > len("ROMEO:")
 

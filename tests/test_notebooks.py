@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -62,7 +63,7 @@ def test_notebook_has_the_course_shape(path):
     badge_url = COLAB_URL.format(file=path.name)
     if not any(badge_url in c.source and "colab-badge.svg" in c.source for c in markdown[:3]):
         problems.append(f"no Colab badge linking to {badge_url} in the first markdown cells")
-    if not any(re.search(r"learning objectives", h, re.I) for c in markdown[:4] for h in _headings(c)):
+    if not any(re.search(r"learning objectives", h, re.IGNORECASE) for c in markdown[:4] for h in _headings(c)):
         problems.append("no 'Learning objectives' heading near the top")
     if len(code) < 2:
         problems.append("needs at least the Colab install cell and the model-loading cell")
@@ -76,7 +77,7 @@ def test_notebook_has_the_course_shape(path):
 
     # exercises, each followed by its solution before the next exercise
     exercise_at = [i for i, c in enumerate(cells)
-                   if c.cell_type == "markdown" and any(re.match(r"exercise", h, re.I) for h in _headings(c))]
+                   if c.cell_type == "markdown" and any(re.match(r"exercise", h, re.IGNORECASE) for h in _headings(c))]
     solution_at = [i for i, c in enumerate(cells) if "solution" in c.metadata.get("tags", [])]
     if not exercise_at:
         problems.append("no exercise (a markdown heading starting with 'Exercise')")
@@ -91,7 +92,7 @@ def test_notebook_has_the_course_shape(path):
         if cell.metadata.get("jupyter", {}).get("source_hidden") is not True:
             problems.append(f"solution cell {i} must carry metadata jupyter.source_hidden = true")
 
-    if not any(re.search(r"\bsummary\b", h, re.I) for c in markdown[len(markdown) // 2:] for h in _headings(c)):
+    if not any(re.search(r"\bsummary\b", h, re.IGNORECASE) for c in markdown[len(markdown) // 2:] for h in _headings(c)):
         problems.append("no 'Summary' heading in the second half of the notebook")
     dirty = [i for i, c in enumerate(cells) if c.cell_type == "code" and (c.outputs or c.execution_count)]
     if dirty:
@@ -121,7 +122,11 @@ def notebook_times(request):
     total = sum(_TIMES.values())
     (ARTIFACTS / "notebook-times.json").write_text(json.dumps({"seconds": _TIMES, "total": total}, indent=1))
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None:
+        return
+    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+        reporter.write("\n")
         reporter.write_sep("-", "course notebook execution times (embedded model)")
         for name, seconds in _TIMES.items():
             reporter.write_line(f"{name:<42} {seconds:6.1f} s")

@@ -167,7 +167,7 @@ def test_plots_draw_one_bar_per_setting_and_category(tiny_lm, tmp_path):
     assert len(ax.patches) == len(SETTINGS) * len(POS_CATEGORIES)
     assert [t.get_text() for t in ax.get_legend().get_texts()] == list(SETTINGS)
     ax = sweep.plot_repetition(df)
-    assert len(ax.patches) == len(SETTINGS) * 4
+    assert len(ax.patches) == len(SETTINGS) * 5  # distinct-1/2/3, repeated 3-grams, loop share
     ax = sweep.plot_pos_comparison({"original": "The cat sat on the mat.", "generated": "dog dog dog"})
     assert len(ax.patches) == 2 * len(POS_CATEGORIES)
     axes = sweep.plot_decoding_comparison(sweep.summarize(df), metrics=("self_bleu", "repetition_pct"))

@@ -8,13 +8,12 @@ import signal
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, make_tiny_model
+from conftest import ROOT
 from gpt2lab import training
 from gpt2lab.training import PackedBlocks, RandomWindows, TrainConfig, lr_at, sample_indices
 

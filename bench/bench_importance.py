@@ -1,0 +1,242 @@
+"""How much faster is gpt2lab's word importance than the original algorithm, for the same answer?
+
+Runs, side by side on the same model and sentences:
+
+* ORIGINAL: a faithful re-implementation of Guan et al.'s published ``Interpreter`` (one noise
+  sample per step, one sentence at a time, Phi(x) recomputed every step, Adam at lr 0.01, random
+  initial ratios, best state kept after each step, one sigma per BPE piece). It is given the same
+  frozen weights, the same r^2 and only the last position's logits, so the comparison measures the
+  algorithm, not avoidable waste;
+* gpt2lab, one sentence at a time and all sentences in one batch (``word_importance`` with
+  ``unit="token"``, so both solve exactly the same problem).
+
+"The same answer" = Spearman rank correlation >= 0.9 with a long reference run, reached and kept
+at every later checkpoint. The time to get there is measured for each sentence; the script prints
+the medians and their ratio. It then times the explanation of one 10-word sentence (default
+settings, per word) and prints a faithfulness table for all attribution methods.
+
+    .venv/bin/python bench/bench_importance.py                  # embedded model, ~3 min on 2 CPU cores
+    .venv/bin/python bench/bench_importance.py --sentences 8 --max-original-steps 4000
+    .venv/bin/python bench/bench_importance.py --model gpt2     # real GPT-2 (needs the Hub or a cache)
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.stats import spearmanr
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import gpt2lab  # noqa: E402
+from gpt2lab.importance import _bos_id, default_scale, frozen, output_variance  # noqa: E402
+
+SENTENCES = [
+    "Shall I compare thee to a summer's day? Thou art more",
+    "To be, or not to be, that is the",
+    "O Romeo, Romeo! wherefore art thou",
+    "Now is the winter of our discontent made glorious summer by this sun of",
+    "Friends, Romans, countrymen, lend me your",
+    "If music be the food of love, play on; give me excess of",
+    "The quality of mercy is not strained; it droppeth as the gentle",
+    "All the world's a stage, and all the men and women merely",
+]
+TEN_WORDS = "My lord, the king is dead and all his men"  # 10 words: "," counts as one
+THRESHOLD = 0.9
+
+
+class OriginalInterpreter(torch.nn.Module):
+    """Guan et al.'s Interpreter, re-implemented from the published description and code.
+
+    ratio ~ N(0, 1) per piece; loss = mean((Phi(x~) - Phi(x))^2 / r^2) - rate * mean(log sigmoid(ratio))
+    with x~ = x + sigmoid(ratio) * N(0, I) * scale; one noise sample per step; Phi(x) is computed
+    again at every step; after each Adam step the state is kept when the loss is the lowest so far.
+    """
+
+    def __init__(self, x: torch.Tensor, phi, scale: float, rate: float, regularization: torch.Tensor):
+        super().__init__()
+        self.s, self.d = x.shape
+        self.ratio = torch.nn.Parameter(torch.randn(self.s, 1, device=x.device))
+        self.x, self.phi, self.scale, self.rate = x, phi, scale, rate
+        self.regular = regularization  # the standard deviation of Phi over corpus sentences
+
+    def forward(self):
+        ratios = torch.sigmoid(self.ratio)
+        x = self.x + 0.0
+        x_tilde = x + ratios * torch.randn(self.s, self.d, device=x.device) * self.scale
+        s = self.phi(x)
+        s_tilde = self.phi(x_tilde)
+        loss = torch.mean((s_tilde - s) ** 2 / self.regular ** 2)
+        return loss - torch.mean(torch.log(ratios)) * self.rate
+
+    def sigma(self, ratio=None) -> np.ndarray:
+        ratio = self.ratio if ratio is None else ratio
+        return (torch.sigmoid(ratio).detach().cpu().numpy()[:, 0] * self.scale).astype(np.float64)
+
+    def optimize(self, iterations: int, lr: float = 0.01, check_every: int = 25):
+        """Returns [(optimisation seconds, sigma of the kept state)] every ``check_every`` steps."""
+        min_loss, kept = None, self.ratio.detach().clone()
+        optimizer = torch.optim.Adam(self.parameters(), lr=lr)
+        checkpoints, elapsed = [], 0.0
+        for step in range(iterations):
+            t0 = time.perf_counter()
+            optimizer.zero_grad()
+            loss = self()
+            loss.backward()
+            optimizer.step()
+            if min_loss is None or min_loss > loss:
+                kept = self.ratio.detach().clone()
+                min_loss = loss.detach()
+            elapsed += time.perf_counter() - t0
+            if (step + 1) % check_every == 0:
+                checkpoints.append((elapsed, self.sigma(kept)))
+        return checkpoints
+
+
+def original_run(lm, text: str, r2: torch.Tensor, scale: float, rate: float, steps: int, check_every: int,
+                 seed: int):
+    ids = lm.tokenizer(text, add_special_tokens=False)["input_ids"]
+    embed = lm.model.get_input_embeddings()
+    with torch.no_grad():
+        x = embed(torch.tensor(ids, device=lm.device)).detach()
+        bos = embed(torch.tensor([_bos_id(lm.tokenizer)], device=lm.device)).detach()
+
+    def phi(x_words):  # the last position's next-token logits, conditioned on <|endoftext|> first
+        inputs = torch.cat([bos, x_words]).unsqueeze(0)
+        return lm.model(inputs_embeds=inputs, logits_to_keep=1, use_cache=False).logits[0, -1]
+
+    torch.manual_seed(seed)
+    interpreter = OriginalInterpreter(x, phi, scale, rate, r2.sqrt())
+    return interpreter.optimize(steps, lr=0.01, check_every=check_every)
+
+
+def time_to_answer(times, sigmas, reference) -> tuple[float | None, float]:
+    """First checkpoint time from which every later checkpoint agrees with the reference (rho >= 0.9)."""
+    rhos = [spearmanr(s, reference).statistic for s in sigmas]
+    reached = None
+    for i in range(len(rhos) - 1, -1, -1):
+        if rhos[i] >= THRESHOLD:
+            reached = times[i]
+        else:
+            break
+    return reached, float(rhos[-1])
+
+
+def fmt(seconds: float | None, total: float) -> str:
+    return f"{seconds:8.2f}" if seconds is not None else f">{total:7.2f}"
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="embedded", help="embedded (default), a local dir or a Hub id")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--sentences", type=int, default=4, help=f"how many of the {len(SENTENCES)} sentences")
+    parser.add_argument("--max-original-steps", type=int, default=1500)
+    parser.add_argument("--check-every", type=int, default=25, help="original: steps between checkpoints")
+    parser.add_argument("--steps", type=int, default=150, help="gpt2lab steps (its default)")
+    parser.add_argument("--samples", type=int, default=16, help="gpt2lab noise samples per step (its default)")
+    parser.add_argument("--reference-steps", type=int, default=800)
+    parser.add_argument("--reference-samples", type=int, default=64)
+    parser.add_argument("--faithfulness-sentences", type=int, default=6)
+    parser.add_argument("--skip-faithfulness", action="store_true")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if not 1 <= args.sentences <= len(SENTENCES):
+        parser.error(f"--sentences must be between 1 and {len(SENTENCES)}")
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    lm = gpt2lab.load(args.model, device=args.device)
+    texts = SENTENCES[:args.sentences]
+    rate = 0.1
+    scale = default_scale(lm)
+    print(f"model {lm.name} ({lm.n_params / 1e6:.1f}M params) on {lm.device}, torch threads "
+          f"{torch.get_num_threads()}; scale={scale:.3f}, rate={rate}")
+    t0 = time.perf_counter()
+    r2 = output_variance(lm)  # computed once per model and cached; both algorithms use it
+    print(f"r^2 (output variance over corpus sentences): {time.perf_counter() - t0:.2f} s (cached after the first run)")
+
+    t0 = time.perf_counter()
+    reference = gpt2lab.word_importance(lm, texts, steps=args.reference_steps, samples=args.reference_samples,
+                                        lr=0.05, unit="token", seed=args.seed + 1000, progress=False)
+    print(f"reference: gpt2lab, {args.reference_steps} steps x {args.reference_samples} samples, lr 0.05: "
+          f"{time.perf_counter() - t0:.1f} s for {len(texts)} sentences\n")
+
+    common = dict(steps=args.steps, samples=args.samples, unit="token", seed=args.seed, progress=False)
+    rows, final_rhos = [], []
+    with frozen(lm.model):
+        for i, text in enumerate(texts):
+            ref = reference[i].sigma
+            # interleave the two so that a busy machine slows both alike
+            mine = gpt2lab.word_importance(lm, text, record_every=5, **common)
+            checkpoints = original_run(lm, text, r2, scale, rate, args.max_original_steps, args.check_every,
+                                       args.seed + i)
+            orig_t, orig_rho = time_to_answer([c[0] for c in checkpoints], [c[1] for c in checkpoints], ref)
+            mine_t, mine_rho = time_to_answer(list(mine.trace_seconds), list(mine.sigma_trace), ref)
+            rows.append((text, len(ref), orig_t, checkpoints[-1][0], mine_t, mine.trace_seconds[-1]))
+            final_rhos.append((orig_rho, mine_rho))
+    batched = gpt2lab.word_importance(lm, texts, record_every=5, **common)
+    batch_times = batched[0].trace_seconds
+    all_rhos = np.array([[spearmanr(s, r.sigma).statistic for s in b.sigma_trace] for b, r in zip(batched, reference)])
+    batch_t = None
+    for c in range(len(batch_times) - 1, -1, -1):
+        if (all_rhos[:, c] >= THRESHOLD).all():
+            batch_t = batch_times[c]
+        else:
+            break
+
+    print(f"time to the reference answer (rank correlation >= {THRESHOLD}, kept), seconds per sentence")
+    print(f"{'sentence':44s} {'pieces':>6s} {'original':>9s} {'gpt2lab':>9s} {'ratio':>7s}   final rho orig/gpt2lab")
+    ratios = []
+    for (text, n, ot, o_total, mt, m_total), (orho, mrho) in zip(rows, final_rhos):
+        ratio = (ot if ot is not None else o_total) / (mt if mt is not None else m_total)
+        ratios.append(ratio)
+        flag = "" if ot is not None and mt is not None else " (bound)"
+        print(f"{text[:44]:44s} {n:6d} {fmt(ot, o_total)} {fmt(mt, m_total)} {ratio:6.1f}x{flag}   "
+              f"{orho:.2f} / {mrho:.2f}")
+    orig_times = [r[2] if r[2] is not None else r[3] for r in rows]
+    mine_times = [r[4] if r[4] is not None else r[5] for r in rows]
+    med_o, med_m = statistics.median(orig_times), statistics.median(mine_times)
+    print(f"\nmedian time to answer: original {med_o:.2f} s, gpt2lab one-by-one {med_m:.2f} s "
+          f"-> {med_o / med_m:.1f}x faster (median of per-sentence ratios {statistics.median(ratios):.1f}x)")
+    if batch_t is not None:
+        per = batch_t / len(texts)
+        print(f"gpt2lab, all {len(texts)} sentences in one batch: {batch_t:.2f} s until every sentence agrees "
+              f"= {per:.2f} s per sentence -> {med_o / per:.1f}x faster than the original")
+    else:
+        print(f"gpt2lab batched did not keep rho >= {THRESHOLD} on every sentence within {args.steps} steps")
+    o_step = sum(r[3] for r in rows) / (len(rows) * args.max_original_steps) * 1000
+    m_step = sum(r[5] for r in rows) / (len(rows) * args.steps) * 1000
+    print(f"cost per step: original {o_step:.1f} ms (1 sample), gpt2lab {m_step:.1f} ms ({args.samples} samples)")
+
+    # one 10-word sentence with the default settings, per word
+    gpt2lab.word_importance(lm, TEN_WORDS, steps=5, progress=False)  # warm-up
+    times = []
+    for rep in range(3):
+        t0 = time.perf_counter()
+        res = gpt2lab.word_importance(lm, TEN_WORDS, seed=rep, progress=False)
+        times.append(time.perf_counter() - t0)
+    print(f"\nexplaining one 10-word sentence ({len(res.words)} words, defaults {res.settings['steps']} steps x "
+          f"{res.settings['samples']} samples): median {statistics.median(times):.2f} s over 3 runs")
+    print("  most to least important:", " | ".join(res.ranking()), f"-> next {res.prediction!r}")
+
+    if not args.skip_faithfulness:
+        from gpt2lab.attribution import faithfulness_table
+
+        t0 = time.perf_counter()
+        report = faithfulness_table(lm, SENTENCES[:args.faithfulness_sentences], metric="kl", mode="remove",
+                                    progress=False)
+        print(f"\nfaithfulness over {args.faithfulness_sentences} sentences ({time.perf_counter() - t0:.0f} s): "
+              "deletion area = mean KL(full || words removed, most important first)")
+        print(report)
+        print("\nmean Spearman agreement between methods:")
+        print(report.agreement.round(2).to_string())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,317 @@
+"""The from-scratch decoders against transformers: transforms on random inputs, loops token for token."""
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+import torch
+from transformers.generation.logits_process import (
+    NoRepeatNGramLogitsProcessor,
+    RepetitionPenaltyLogitsProcessor,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
+
+import gpt2lab
+from gpt2lab import decoding, generation
+
+
+# ------------------------------------------------------------------ random inputs with ties and edge values
+def _logit_batches(vocab: int = 40, seed: int = 0):
+    """Batches of scores: continuous, heavily tied (small integers), with -inf entries, huge values,
+    a constant row, and log-probabilities (what beam search transforms)."""
+    g = torch.Generator().manual_seed(seed)
+    yield "normal", torch.randn(4, vocab, generator=g) * 3
+    yield "ties", torch.randint(-2, 3, (5, vocab), generator=g).float()
+    with_inf = torch.randn(3, vocab, generator=g)
+    with_inf[with_inf < -0.5] = -float("inf")
+    yield "-inf", with_inf
+    yield "huge", torch.randn(2, vocab, generator=g) * 1e4
+    yield "constant", torch.full((2, vocab), 1.5)
+    yield "log-probs", torch.log_softmax(torch.randn(3, vocab, generator=g) * 2, dim=-1)
+
+
+def _histories(rows: int, vocab: int, seed: int = 0):
+    """Token histories with many repeats (tiny alphabet), including ids at the vocabulary's edge."""
+    g = torch.Generator().manual_seed(seed)
+    for length in (1, 2, 3, 7, 20):
+        yield torch.randint(0, 4, (rows, length), generator=g)
+    edge = torch.randint(0, vocab, (rows, 12), generator=g)
+    edge[:, 0] = vocab - 1
+    yield edge
+
+
+@pytest.mark.parametrize("temperature", [1e-3, 0.5, 0.7, 1.0, 1.7, 100.0])
+def test_temperature_equals_transformers(temperature):
+    for name, scores in _logit_batches():
+        ours = decoding.apply_temperature(scores, temperature)
+        theirs = TemperatureLogitsWarper(temperature)(None, scores.clone())
+        assert torch.equal(ours, theirs), name
+
+
+@pytest.mark.parametrize("k", [1, 2, 5, 39, 40, 41, 1000])
+@pytest.mark.parametrize("min_keep", [1, 3])
+def test_top_k_equals_transformers(k, min_keep):
+    for name, scores in _logit_batches():
+        ours = decoding.top_k_filter(scores, k, min_keep)
+        theirs = TopKLogitsWarper(k, min_tokens_to_keep=min_keep)(None, scores.clone())
+        assert torch.equal(ours, theirs), (name, k)
+
+
+def test_top_k_keeps_ties_and_zero_means_off():
+    scores = torch.tensor([[3.0, 1.0, 2.0, 2.0, 0.0]])
+    assert torch.isfinite(decoding.top_k_filter(scores, 2)).tolist() == [[True, False, True, True, False]]
+    assert torch.equal(decoding.top_k_filter(scores, 0), scores)
+
+
+@pytest.mark.parametrize("p", [1e-6, 0.1, 0.5, 0.92, 0.999, 1.0])
+@pytest.mark.parametrize("min_keep", [1, 2])
+def test_top_p_equals_transformers(p, min_keep):
+    for name, scores in _logit_batches():
+        ours = decoding.top_p_filter(scores, p, min_keep)
+        theirs = TopPLogitsWarper(p, min_tokens_to_keep=min_keep)(None, scores.clone())
+        assert torch.equal(ours, theirs), (name, p)
+
+
+def test_top_p_keeps_the_smallest_set_reaching_p():
+    probs = torch.tensor([[0.5, 0.3, 0.15, 0.05]])
+    kept = torch.isfinite(decoding.top_p_filter(probs.log(), 0.7)).tolist()
+    assert kept == [[True, True, False, False]]  # 0.5 < 0.7 <= 0.5 + 0.3
+    assert torch.isfinite(decoding.top_p_filter(probs.log(), 0.85)).sum() == 3
+
+
+@pytest.mark.parametrize("penalty", [0.5, 1.0, 1.3, 3.0])
+def test_repetition_penalty_equals_transformers(penalty):
+    for name, scores in _logit_batches():
+        for history in _histories(scores.shape[0], scores.shape[1]):
+            ours = decoding.penalize_repetition(scores, history, penalty)
+            theirs = RepetitionPenaltyLogitsProcessor(penalty)(history, scores.clone())
+            assert torch.equal(ours, theirs), (name, history.shape)
+            # left padding: the first tokens of each row are not counted
+            skip = torch.randint(0, history.shape[1] + 1, (scores.shape[0],), generator=torch.Generator().manual_seed(1))
+            ours = decoding.penalize_repetition(scores, history, penalty, ignore_before=skip)
+            theirs = RepetitionPenaltyLogitsProcessor(penalty, prompt_ignore_length=skip)(history, scores.clone())
+            assert torch.equal(ours, theirs), (name, "ignore", history.shape)
+
+
+def test_repetition_penalty_moves_seen_tokens_down_whatever_their_sign():
+    scores = torch.tensor([[2.0, -2.0, 1.0]])
+    out = decoding.penalize_repetition(scores, torch.tensor([[0, 1, 1]]), 2.0)
+    assert out.tolist() == [[1.0, -4.0, 1.0]]
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4])
+def test_no_repeat_ngram_equals_transformers(n):
+    for name, scores in _logit_batches():
+        for history in _histories(scores.shape[0], scores.shape[1]):
+            ours = decoding.block_repeated_ngrams(scores, history, n)
+            theirs = NoRepeatNGramLogitsProcessor(n)(history, scores.clone())
+            assert torch.equal(ours, theirs), (name, n, history.tolist())
+
+
+def test_no_repeat_ngram_bans_exactly_the_completing_tokens():
+    history = torch.tensor([[5, 6, 7, 5, 6, 8, 5]])  # 2-grams starting with 5: (5,6) twice
+    out = decoding.block_repeated_ngrams(torch.zeros(1, 10), history, 2)
+    assert torch.isinf(out[0]).nonzero().flatten().tolist() == [6]
+    out3 = decoding.block_repeated_ngrams(torch.zeros(1, 10), torch.tensor([[5, 6, 7, 5, 6]]), 3)
+    assert torch.isinf(out3[0]).nonzero().flatten().tolist() == [7]
+
+
+def test_pipeline_order_matches_transformers_and_skips_no_ops():
+    names = [t.name for t in decoding.logit_transforms(sampling=True, temperature=0.7, top_k=5, top_p=0.9,
+                                                        repetition_penalty=1.2, no_repeat_ngram_size=2)]
+    assert names == ["repetition penalty 1.2", "no repeated 2-gram", "temperature 0.7", "top-k 5", "top-p 0.9"]
+    assert decoding.logit_transforms(sampling=True) == []
+    assert [t.name for t in decoding.logit_transforms(sampling=False, temperature=0.5, top_k=3)] == []
+
+
+# ------------------------------------------------------------------ loops against model.generate
+PROMPTS = ["The king is dead", "O", "To be, or not to be: that is the question"]
+
+
+def _batch(lm, prompts=PROMPTS):
+    _, pad = generation.special_tokens(lm)
+    return generation.left_pad([lm.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts], pad,
+                               lm.device)
+
+
+@contextlib.contextmanager
+def _eos(lm, token_ids):
+    """Temporarily make frequent tokens count as end-of-text, so early stopping gets exercised."""
+    config = lm.model.generation_config
+    before = config.eos_token_id
+    config.eos_token_id = token_ids
+    try:
+        yield
+    finally:
+        config.eos_token_id = before
+
+
+def _steps(lm, big: int, small: int) -> int:
+    return small if lm.n_params > 50e6 else big  # the 124M model is slow on a CPU: fewer steps
+
+
+def test_greedy_matches_generate(any_lm):
+    ids, mask = _batch(any_lm)
+    n = _steps(any_lm, 24, 8)
+    for settings in [{}, {"repetition_penalty": 1.3, "no_repeat_ngram_size": 2}]:
+        expected = any_lm.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=n, do_sample=False,
+                                         **settings)
+        ours = decoding.greedy(any_lm, (ids, mask), n, **settings)
+        assert torch.equal(ours.sequences, expected), settings
+        assert ours.forward_calls <= n
+
+
+def test_beam_search_matches_generate(any_lm):
+    ids, mask = _batch(any_lm)
+    n = _steps(any_lm, 16, 6)
+    cases = [dict(num_beams=3, num_return_sequences=2), dict(num_beams=4, no_repeat_ngram_size=2,
+                                                             repetition_penalty=1.2, length_penalty=0.6)]
+    for settings in cases:
+        expected = any_lm.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=n, do_sample=False,
+                                         **settings)
+        ours = decoding.beam_search(any_lm, (ids, mask), n, **settings)
+        assert ours.sequences.shape == expected.shape, settings
+        assert torch.equal(ours.sequences, expected), settings
+
+
+def test_sampling_draws_from_identical_distributions(any_lm):
+    """Same seed -> same trajectory, and at every step the filtered scores are identical."""
+    ids, mask = _batch(any_lm, PROMPTS[:2])
+    n = _steps(any_lm, 12, 5)
+    for settings in [dict(temperature=0.7, top_p=0.92, top_k=0), dict(temperature=1.3, top_k=7),
+                     dict(top_k=0, repetition_penalty=1.5, no_repeat_ngram_size=1)]:
+        with generation.seeded(11, any_lm.device):
+            expected = any_lm.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=n, do_sample=True,
+                                             num_return_sequences=2, output_scores=True,
+                                             return_dict_in_generate=True, **settings)
+        ours = decoding.sample(any_lm, (ids, mask), n, num_return_sequences=2, seed=11, keep_scores=True, **settings)
+        assert torch.equal(ours.sequences, expected.sequences), settings
+        assert len(ours.scores) == len(expected.scores)
+        for step, (a, b) in enumerate(zip(ours.scores, expected.scores)):
+            assert torch.equal(a, b), (settings, step)
+            assert torch.equal(torch.softmax(a, -1), torch.softmax(b, -1))
+
+
+def test_end_of_text_handling_matches_generate(tiny_lm):
+    """Rows that stop early are padded; beams that end join the finished pool - as in transformers."""
+    ids, mask = _batch(tiny_lm)
+    free = tiny_lm.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=12, do_sample=False)
+    width = ids.shape[1]
+    stop_tokens = sorted({int(free[0, width + 2]), int(free[2, width + 1])})
+    with _eos(tiny_lm, stop_tokens):
+        expected = tiny_lm.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=12, do_sample=False)
+        assert torch.equal(decoding.greedy(tiny_lm, (ids, mask), 12).sequences, expected)
+        for early in (False, True, "never"):
+            for lp in (1.0, -0.5, 2.0):
+                expected = tiny_lm.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=10,
+                                                  num_beams=3, num_return_sequences=3, early_stopping=early,
+                                                  length_penalty=lp)
+                ours = decoding.beam_search(tiny_lm, (ids, mask), 10, num_beams=3, num_return_sequences=3,
+                                            early_stopping=early, length_penalty=lp)
+                assert torch.equal(ours.sequences, expected), (early, lp)
+
+
+def test_embedded_model_sampling_with_frequent_end_of_text(embedded_lm):
+    """The embedded model ends lines often: make newline the end-of-text so rows finish at different steps."""
+    newline = embedded_lm.tokenizer("\n", add_special_tokens=False)["input_ids"]
+    ids, mask = _batch(embedded_lm, ["ROMEO:", "First Citizen:\nWe are accounted"])
+    with _eos(embedded_lm, newline):
+        with generation.seeded(5, embedded_lm.device):
+            expected = embedded_lm.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=30,
+                                                  do_sample=True, top_k=0, top_p=0.9, num_return_sequences=3)
+        ours = decoding.sample(embedded_lm, (ids, mask), 30, top_p=0.9, num_return_sequences=3, seed=5)
+        assert torch.equal(ours.sequences, expected)
+        assert (ours.sequences[:, ids.shape[1]:] == newline[0]).any()
+        expected = embedded_lm.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=30, num_beams=4,
+                                              num_return_sequences=2)
+        assert torch.equal(decoding.beam_search(embedded_lm, (ids, mask), 30, num_beams=4,
+                                                num_return_sequences=2).sequences, expected)
+
+
+def test_no_cache_variant_gives_the_same_tokens_and_quadratic_work(tiny_lm):
+    ids, mask = _batch(tiny_lm)
+    expected = tiny_lm.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=10, do_sample=False,
+                                      use_cache=False)
+    ours = decoding.greedy(tiny_lm, (ids, mask), 10, use_cache=False)
+    assert torch.equal(ours.sequences, expected)
+    assert torch.equal(ours.sequences, decoding.greedy(tiny_lm, (ids, mask), 10).sequences)
+    beams = decoding.beam_search(tiny_lm, (ids, mask), 8, num_beams=3, use_cache=False).sequences
+    assert torch.equal(beams, decoding.beam_search(tiny_lm, (ids, mask), 8, num_beams=3).sequences)
+
+
+def test_gpt2lab_generate_and_from_scratch_generate_agree(tiny_lm):
+    prompts = ["Hello", "It was a bright cold day in April"]
+    for mode, extra in [("greedy", {}), ("beam", {"num_beams": 3, "num_return_sequences": 2}),
+                        ("sample-top-p", {"seed": 4}), ("sample-top-k", {"seed": 4, "top_k": 5}),
+                        ("sample", {"seed": 9, "temperature": 1.2})]:
+        a = gpt2lab.generate(tiny_lm, prompts, mode=mode, max_length=12, **extra)
+        b = decoding.generate(tiny_lm, prompts, mode=mode, max_length=12, **extra)
+        assert list(a) == list(b), mode
+        assert a.seed == b.seed
+
+
+# ------------------------------------------------------------------ introspection
+def test_step_records_show_each_transform(tiny_lm):
+    result = decoding.sample(tiny_lm, "Once upon a time", 4, temperature=0.8, top_k=5, seed=0, record=True)
+    assert len(result.steps) == 4
+    step = result.steps[0]
+    assert step.stage_names == ["model", "temperature 0.8", "top-k 5"]
+    assert step.kept[-1, 0] == 5 and step.kept[0, 0] == tiny_lm.model.config.vocab_size
+    table = step.table(tiny_lm.tokenizer)
+    assert table["chosen"].sum() == 1
+    # the 5 survivors are the 5 likeliest under the model, all listed among the candidates: they hold all mass
+    assert abs(table["top-k 5"].sum() - 1.0) < 1e-5
+    assert (table["top-k 5"] > 0).sum() == 5 and (table["top-k 5"].iloc[:5] > 0).all()
+    chosen = int(step.chosen[0])
+    assert chosen == int(result.new_tokens[0, 0])
+    assert chosen in table["token_id"].tolist()
+
+
+def test_greedy_record_chooses_the_argmax(tiny_lm):
+    result = decoding.greedy(tiny_lm, "The", 3, record=True)
+    for step in result.steps:
+        table = step.table(tiny_lm.tokenizer)
+        assert table.iloc[0]["chosen"]  # the likeliest candidate is listed first and chosen
+
+
+def test_beam_records(tiny_lm):
+    result = decoding.beam_search(tiny_lm, "The old man", 5, num_beams=3, record=True)
+    first = result.steps[0]
+    assert set(first.source_beam) == {0}  # at the start only the first beam expands
+    assert len(first.token) == 6 and first.status.count("running") == 3
+    assert first.score == sorted(first.score, reverse=True)
+    last = result.steps[-1]
+    assert len(last.finished) == 3
+    best_tokens, _ = last.finished[0]
+    assert best_tokens == result.new_tokens[0].tolist()
+    assert list(first.table(tiny_lm.tokenizer).columns) == ["from beam", "token", "token_id", "total log p", "status"]
+
+
+def test_next_token_distribution(tiny_lm):
+    view = decoding.next_token_distribution(tiny_lm, "Hello there", temperature=0.5, top_k=10, top_p=0.5)
+    assert view.stage_names == ["model", "temperature 0.5", "top-k 10", "top-p 0.5"]
+    assert torch.allclose(view.probs.sum(dim=1), torch.ones(4))
+    assert view.kept("top-k 10") == 10
+    assert 1 <= view.kept() <= 10
+    before_top_p = view.stage("top-k 10")  # top-p acts on what top-k left
+    kept = view.final > 0
+    assert float(before_top_p[kept].sum()) >= 0.5 - 1e-6
+    smallest_kept = float(before_top_p[kept].min())
+    assert float(before_top_p[kept].sum()) - smallest_kept < 0.5  # and it is the smallest such set
+    assert list(view.table(5).columns)[:2] == ["token_id", "token"]
+
+
+# ------------------------------------------------------------------ bad input
+@pytest.mark.parametrize("call, message", [
+    (lambda lm: decoding.greedy(lm, ""), "non-empty"),
+    (lambda lm: decoding.greedy(lm, []), "non-empty"),
+    (lambda lm: decoding.greedy(lm, "hi", 0), "max_new_tokens"),
+    (lambda lm: decoding.greedy(lm, "hi", 64), "context"),
+    (lambda lm: decoding.sample(lm, "hi", temperature=0), "temperature"),
+    (lambda lm: decoding.beam_search(lm, "hi", num_beams=2, num_return_sequences=3), "num_return_sequences"),
+])
+def test_bad_input_raises_clear_errors(tiny_lm, call, message):
+    with pytest.raises(ValueError, match=message):
+        call(tiny_lm)

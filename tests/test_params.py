@@ -1,0 +1,180 @@
+"""GenerationParams: defaults, aliases, validation messages, per-mode used/ignored parameters."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gpt2lab import params as P
+from gpt2lab.params import GenerationParams, InvalidParameterError
+
+
+def test_defaults_follow_the_model_package_api():
+    p = GenerationParams.build(input="Hello")
+    assert (p.max_length, p.num_return_sequences, p.mode) == (100, 3, "sample-top-p")
+    assert (p.top_p, p.top_k, p.temperature, p.num_beams) == (0.92, 50, 0.7, 5)
+    assert (p.no_repeat_ngram_size, p.repetition_penalty, p.seed) == (2, 1.0, None)
+    assert p.include_prefix is True and p.truncate is None and p.fit_context is False
+
+
+def test_aliases_map_to_canonical_names():
+    p = GenerationParams.build(prefix="Hi", length=7, k=3, p=0.5, nsamples=2, mode="sample-top-k")
+    assert (p.input, p.max_length, p.top_k, p.top_p, p.num_return_sequences) == ("Hi", 7, 3, 0.5, 2)
+    assert GenerationParams.build(length=5, max_length=5).max_length == 5  # same value twice is fine
+
+
+def test_integers_are_accepted_for_floats_and_numpy_scalars_are_converted():
+    np = pytest.importorskip("numpy")
+    p = GenerationParams.build(temperature=1, top_p=1, repetition_penalty=2, top_k=np.int64(4),
+                               num_beams=np.int32(3))
+    assert isinstance(p.temperature, float) and p.temperature == 1.0
+    assert p.top_k == 4 and isinstance(p.top_k, int) and p.num_beams == 3
+
+
+def test_json_round_trip_and_schema():
+    p = GenerationParams.from_dict(json.loads('{"input": ["a", "b"], "k": 4, "mode": "beam", "num_beams": 4}'))
+    assert p.prompts() == ["a", "b"]
+    schema = GenerationParams.model_json_schema()
+    assert {"input", "max_length", "temperature", "top_p", "mode"} <= set(schema["properties"])
+    assert schema["properties"]["mode"]["enum"] == list(P.MODES)
+
+
+# (parameters, field that must be named, words the message must contain)
+BAD = [
+    ({"temperature": 0}, "temperature", "> 0"),
+    ({"temperature": -0.5}, "temperature", "> 0"),
+    ({"temperature": "hot"}, "temperature", "wrong type str"),
+    ({"temperature": True}, "temperature", "wrong type bool"),
+    ({"temperature": float("nan")}, "temperature", "temperature=nan"),
+    ({"temperature": float("inf")}, "temperature", "finite"),
+    ({"top_p": 0}, "top_p", "0 < top_p <= 1"),
+    ({"top_p": 1.01}, "top_p", "0 < top_p <= 1"),
+    ({"top_p": -0.1}, "top_p", "0 < top_p <= 1"),
+    ({"p": "0.9"}, "top_p", "wrong type str"),
+    ({"top_k": -1}, "top_k", ">= 0"),
+    ({"top_k": 2.5}, "top_k", "wrong type float"),
+    ({"k": 10.0}, "top_k", "wrong type float"),
+    ({"top_k": None}, "top_k", "wrong type NoneType"),
+    ({"repetition_penalty": 0}, "repetition_penalty", "> 0"),
+    ({"repetition_penalty": -1.0}, "repetition_penalty", "> 0"),
+    ({"num_beams": 0}, "num_beams", ">= 1"),
+    ({"num_return_sequences": 0}, "num_return_sequences", ">= 1"),
+    ({"nsamples": -3}, "num_return_sequences", ">= 1"),
+    ({"mode": "beam", "num_beams": 2, "num_return_sequences": 3}, "num_return_sequences", "num_beams=2"),
+    ({"no_repeat_ngram_size": -1}, "no_repeat_ngram_size", ">= 0"),
+    ({"max_length": 0}, "max_length", ">= 1"),
+    ({"length": -5}, "max_length", ">= 1"),
+    ({"max_length": "100"}, "max_length", "wrong type str"),
+    ({"mode": "topp"}, "mode", "did you mean 'sample-top-p'"),
+    ({"mode": "Greedy"}, "mode", "did you mean 'greedy'"),
+    ({"mode": 3}, "mode", "one of"),
+    ({"seed": -2}, "seed", "-1"),
+    ({"seed": 2**64}, "seed", "2**63"),
+    ({"seed": "1"}, "seed", "wrong type str"),
+    ({"input": ""}, "input", "empty prompt"),
+    ({"input": []}, "input", "empty prompt"),
+    ({"input": ["ok", ""]}, "input", "empty prompt"),
+    ({"input": 42}, "input", "wrong type int"),
+    ({"input": ["a", 1]}, "input", "non-empty string"),
+    ({"input": {"text": "a"}}, "input", "wrong type dict"),
+    ({"truncate": ""}, "truncate", "empty"),
+    ({"include_prefix": "yes"}, "include_prefix", "true or false"),
+    ({"batch_size": 0}, "batch_size", ">= 1"),
+    ({"fit_context": 1}, "fit_context", "true or false"),
+    ({"tempreature": 0.5}, "tempreature", "did you mean 'temperature'"),
+    ({"topk": 5}, "topk", "did you mean 'top_k'"),
+    ({"max_new_tokens": 5}, "max_new_tokens", "Known parameters"),
+    ({"p": 0.5, "top_p": 0.6}, "top_p", "two spellings"),
+    ({"length": 5, "max_length": 6}, "max_length", "two spellings"),
+    ({"prefix": "a", "input": "b"}, "input", "two spellings"),
+]
+
+
+@pytest.mark.parametrize("bad, field, words", BAD, ids=[str(b[0]) for b in BAD])
+def test_bad_parameters_name_field_value_and_range(bad, field, words):
+    with pytest.raises(InvalidParameterError) as info:
+        GenerationParams.from_dict(bad)
+    err = info.value
+    assert isinstance(err, ValueError)
+    assert field in [e["field"] for e in err.errors]
+    assert field in str(err) and words in str(err)
+    body = err.as_json()
+    json.dumps(body)  # always serialisable, whatever the value was
+    assert body["error"] == str(err)
+
+
+def test_several_problems_are_reported_together():
+    with pytest.raises(InvalidParameterError) as info:
+        GenerationParams.from_dict({"temperature": 0, "top_k": -1})
+    assert {e["field"] for e in info.value.errors} == {"temperature", "top_k"}
+    assert str(info.value).startswith("2 invalid parameters")
+
+
+@pytest.mark.parametrize("body", [[1, 2], "text", 3, None])
+def test_non_mapping_is_rejected(body):
+    with pytest.raises(InvalidParameterError, match="must be a JSON object"):
+        GenerationParams.from_dict(body)
+
+
+def test_each_mode_uses_its_own_parameters_and_reports_the_rest():
+    assert GenerationParams.build(mode="greedy").ignored() == []  # nothing given, nothing to report
+    greedy = GenerationParams.build(mode="greedy", temperature=0.3, k=5, num_beams=3, seed=1, num_return_sequences=2)
+    assert greedy.ignored() == ["num_beams", "num_return_sequences", "seed", "temperature", "top_k"]
+    assert "mode 'greedy' ignores" in greedy.ignored_message() and "top_k (used by mode sample-top-k)" in \
+        greedy.ignored_message()
+    assert GenerationParams.build(top_k=10).ignored() == ["top_k"]  # default mode is top-p sampling
+    assert GenerationParams.build(mode="sample-top-k", top_k=10, top_p=0.5).ignored() == ["top_p"]
+    assert GenerationParams.build(mode="beam", temperature=0.5, num_beams=3).ignored() == ["temperature"]
+    assert GenerationParams.build(mode="sample", temperature=0.9, seed=3).ignored() == []
+    for mode in P.MODES:
+        assert {"max_length", "repetition_penalty", "no_repeat_ngram_size"} <= GenerationParams.build(mode=mode).used()
+
+
+def test_settings_turn_off_what_the_mode_does_not_use():
+    s = GenerationParams.build(mode="sample-top-p", top_p=0.8, top_k=7, temperature=0.9).settings()
+    assert (s.strategy, s.top_p, s.top_k, s.temperature) == ("sample", 0.8, 0, 0.9)
+    s = GenerationParams.build(mode="sample-top-k", top_p=0.8, top_k=7).settings()
+    assert (s.top_p, s.top_k) == (1.0, 7)
+    s = GenerationParams.build(mode="sample", top_p=0.8, top_k=7).settings()
+    assert (s.top_p, s.top_k) == (1.0, 0)
+    s = GenerationParams.build(mode="greedy", temperature=0.1, num_return_sequences=3).settings()
+    assert (s.strategy, s.temperature, s.num_return_sequences, s.num_beams) == ("greedy", 1.0, 1, 1)
+    s = GenerationParams.build(mode="beam", num_beams=4, num_return_sequences=2, max_length=9).settings()
+    assert s.transformers_kwargs() == dict(max_new_tokens=9, num_return_sequences=2, repetition_penalty=1.0,
+                                           no_repeat_ngram_size=2, do_sample=False, num_beams=4)
+    kwargs = GenerationParams.build(mode="sample-top-p").settings().transformers_kwargs()
+    assert kwargs["top_k"] == 0 and kwargs["do_sample"] is True  # transformers' own default would be top_k=50
+
+
+def test_seed_minus_one_means_random_and_is_fixed_once_drawn():
+    p = GenerationParams.build(seed=-1)
+    assert p.random_seed()
+    fixed = p.with_seed()
+    assert not fixed.random_seed() and 0 <= fixed.seed < 2**31
+    assert fixed.with_seed() is fixed
+    assert GenerationParams.build(seed=0).with_seed().seed == 0
+
+
+def test_context_check():
+    p = GenerationParams.build(max_length=10)
+    assert P.check_context([5, 14], p, 24) == 0
+    with pytest.raises(InvalidParameterError, match=r"prompt \(15 tokens\) \+ max_length \(10\)"):
+        P.check_context([15], p, 24)
+    assert P.check_context([15], p.replace(fit_context=True), 24) == 1
+    with pytest.raises(InvalidParameterError, match="max_length=24 leaves no room"):
+        P.check_context([1], GenerationParams.build(max_length=24, fit_context=True), 24)
+
+
+def test_replace_validates_and_keeps_what_was_given():
+    p = GenerationParams.build(input="x", k=3)
+    q = p.replace(temperature=1.5)
+    assert (q.top_k, q.temperature) == (3, 1.5) and "top_k" in q.model_fields_set
+    with pytest.raises(InvalidParameterError):
+        p.replace(temperature=0)
+
+
+def test_mode_table_lists_every_mode():
+    rows = P.mode_table()
+    assert [r["mode"] for r in rows] == list(P.MODES)
+    beam = next(r for r in rows if r["mode"] == "beam")
+    assert beam["num_beams"] == "used" and beam["temperature"] == "ignored"

@@ -115,7 +115,7 @@ def main(argv=None) -> int:
         _, pad = generation.special_tokens(lm)
         n = settings.num_return_sequences
 
-        def ours(s=settings, n=n, seed=params.seed):
+        def ours(s=settings, n=n, seed=params.seed, ids=ids, mask=mask, pad=pad):
             with generation.seeded(seed, lm.device):
                 return scratch(lm, ids, mask, s, n, pad)
 

@@ -300,7 +300,7 @@ def _check_methods(methods) -> tuple[str, ...]:
 
 def compare_attributions(lm, text, target=None, methods=METHODS, *, bos: bool = True, blank: str = " ",
                          shapley_samples: int = 10, ig_steps: int = 20, importance_steps: int = 150,
-                         importance_samples: int = 16, seed: int = 0, progress: bool = True):
+                         importance_samples: int = 8, seed: int = 0, progress: bool = True):
     """Score every word of ``text`` with several attribution methods, for one target.
 
     text: a string (returns one :class:`Attributions`) or a list of strings (one per text).

@@ -253,7 +253,8 @@ class StepRecord:
         for s, name in enumerate(self.stage_names):
             frame[name] = self.probs[s, row].tolist()
         frame["chosen"] = [i == int(self.chosen[row]) for i in ids]
-        return frame
+        # rows whose chosen token was already a candidate repeat the last one as filler: show it once
+        return frame.drop_duplicates("token_id").reset_index(drop=True)
 
 
 def _record_step(step, stages, chosen, top_n) -> StepRecord:

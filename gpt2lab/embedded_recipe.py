@@ -1,6 +1,6 @@
 """How the embedded model was made: ``python -m gpt2lab.embedded_recipe --out DIR``.
 
-A 6-layer GPT-2 (the same ``GPT2LMHeadModel`` class as the real one, about 2.9M parameters) with its own
+A 4-layer GPT-2 (the same ``GPT2LMHeadModel`` class as the real one, about 1M parameters) with its own
 1,024-token byte-level BPE, trained from scratch on the tinyshakespeare train split with
 ``gpt2lab.training``. Weights are stored as float16 safetensors to stay small; gpt2lab loads
 them as float32. A model card with the measured figures is written beside the weights.
@@ -20,9 +20,9 @@ from .bpe import train_bpe
 from .evaluation import score_text
 from .training import RandomWindows, PackedBlocks, TrainConfig, train
 
-ARCH = dict(n_layer=6, n_head=6, n_embd=192, n_positions=256, vocab_size=1024)
-DROPOUT = 0.2
-DEFAULT_STEPS = 1200
+ARCH = dict(n_layer=4, n_head=4, n_embd=128, n_positions=256, vocab_size=1024)
+DROPOUT = 0.1
+DEFAULT_STEPS = 3000
 
 
 def build_model(tokenizer, seed: int = 0):
@@ -54,9 +54,9 @@ def main(argv=None):
     parser.add_argument("--out", default=str(Path(__file__).parent / "embedded" / "shakespeare-gpt2"))
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS)
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--seed", type=int, default=1337)
-    parser.add_argument("--work-dir", default="build/embedded-run-v2", help="checkpoints while training")
+    parser.add_argument("--work-dir", default="build/embedded-run-v3", help="checkpoints while training")
     args = parser.parse_args(argv)
 
     train_text, val_text = data.tinyshakespeare_split()

@@ -47,7 +47,7 @@ def distribution_html(view: decoding.NextTokenView, mode: str, top_n: int = 15, 
         token = html.escape(repr(view.tokenizer.decode([i]))[1:-1])
         kept = i in chosen
         rows.append(f"<tr class='{'kept' if kept else 'cut'}'><td>{rank}</td><td><code>{token}</code></td>"
-                    f"<td>{float(model_p[i]):.4f}</td><td>{after[i]:.4f}</td><td>{'yes' if kept else 'cut'}</td></tr>")
+                    f"<td>{float(model_p[i]):.4g}</td><td>{after[i]:.4g}</td><td>{'yes' if kept else 'cut'}</td></tr>")
     return ("<table class='gpt2lab-distribution' style='font-size:90%'>"
             f"<thead><tr><th>#</th><th>token</th><th>p model</th><th>{label}</th><th>kept</th></tr></thead>"
             "<tbody>" + "".join(rows) + "</tbody></table>")
@@ -183,7 +183,7 @@ def decoding_explorer(lm, prompt: str = "ROMEO:\n", *, top_n: int = 15, sample_t
     box = w.VBox([controls["prompt"], w.HBox([controls["mode"], controls["seed"], controls["samples"]]),
                   w.HBox([w.VBox([controls["temperature"], controls["top_k"]]),
                           w.VBox([controls["top_p"], controls["num_beams"]])]),
-                  summary, w.HBox([table, chart]), samples])
+                  summary, w.HBox([table, chart], layout=w.Layout(align_items="flex-start")), samples])
     box.controls = controls
     box.refresh = refresh
     box.outputs = {"summary": summary, "table": table, "chart": chart, "samples": samples}

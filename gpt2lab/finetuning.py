@@ -556,7 +556,7 @@ def prepare_data(data, tokenizer, *, format: str | None = None, line_by_line: bo
             except (OSError, ValueError, KeyError, TypeError):
                 cache.unlink(missing_ok=True)  # unreadable or from another version: tokenise again
             else:
-                report.from_cache, report.cache_file = True, str(cache)
+                report.from_cache, report.cache_file, report.source = True, str(cache), str(path)
                 return FinetuneData(train, val_ids, report, train_lines)
 
     read = read_examples(path, format=fmt, line_by_line=line_by_line, text_field=text_field,
@@ -935,28 +935,35 @@ def finetune(data, model=None, *, steps: int = 1000, run_name: str = "run1",
     from . import loading
     from .device import pick_device
 
+    # ---- everything that can be checked before loading anything
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise ValueError(f"steps={steps!r} must be a whole number >= 1")
     lora_settings = _lora_settings(lora)
     run_dir = run_dir_of(run_name, checkpoint_dir)
+    data_path = Path(data).expanduser()
+    if not data_path.exists():
+        raise FileNotFoundError(f"no file or folder {str(data_path)!r}")
+    lr = learning_rate or (3e-4 if lora_settings else 1e-4)
+    cfg = training.TrainConfig(
+        max_steps=steps, batch_size=batch_size, grad_accum=grad_accum, learning_rate=lr,
+        min_lr_ratio=min_lr_ratio, warmup_steps=min(100, steps // 10) if warmup_steps is None else warmup_steps,
+        weight_decay=weight_decay, grad_clip=grad_clip, eval_every=eval_every or max(1, steps // 5),
+        eval_batches=eval_batches, checkpoint_every=checkpoint_every, keep_last=keep_last,
+        sample_every=sample_every, sample_tokens=sample_length, seed=seed, mixed_precision=mixed_precision,
+        freeze_embeddings=only_train_transformer_layers and not lora_settings, log_every=log_every,
+        progress=progress)
+    cfg.validate()
     main = _is_main_process()
-    if main:
-        run_dir.mkdir(parents=True, exist_ok=True)
     torch_device = pick_device(device)
+    cfg.device = "cpu" if torch_device.type == "cpu" else "auto"
     say = (lambda *a: print(*a, flush=True)) if verbose and main else (lambda *a: None)
 
-    # ---- the run folder: resume or start afresh
+    # ---- the run folder: resume, or start afresh (old checkpoints are deleted once the data is known good)
     previous = read_run(run_dir)
     existing = training.list_checkpoints(run_dir)
-    if existing and not resume and main:
-        say(f"gpt2lab: starting run {run_name!r} afresh: deleting its {len(existing)} old checkpoint(s)")
-        for ckpt in existing:
-            training._discard(ckpt)
-        for name in (SAMPLES_FILE, LOSS_PLOT, RUN_FILE):
-            (run_dir / name).unlink(missing_ok=True)
-        previous, existing = {}, []
-    _wait_for_everyone()  # with several processes, none may look at the run folder while it is being cleared
     resuming = bool(existing) and resume
+    if not resume:
+        previous = {}
 
     # ---- the base model
     if model is None and resuming:
@@ -981,9 +988,6 @@ def finetune(data, model=None, *, steps: int = 1000, run_name: str = "run1",
         raise ValueError(f"block_size={block_size!r} must be between 2 and the model's context length {context}")
 
     # ---- data
-    data_path = Path(data).expanduser()
-    if not data_path.exists():
-        raise FileNotFoundError(f"no file or folder {str(data_path)!r}")
     wrapped = (format or detect_format(data_path)) == "csv" if wrap is None else bool(wrap)
     added = add_start_token(net, tokenizer, start_token) if wrapped else []
     prepared = prepare_data(data, tokenizer, format=format, line_by_line=line_by_line, wrap=wrapped,
@@ -1023,7 +1027,16 @@ def finetune(data, model=None, *, steps: int = 1000, run_name: str = "run1",
         start_ids = [tokenizer.convert_tokens_to_ids(start_token)] if wrapped else None
         net = wrap_lora(net, lora_settings["r"], lora_settings["alpha"], lora_settings["dropout"],
                         lora_settings["target_modules"], start_ids)
-    lr = learning_rate or (3e-4 if lora_settings else 1e-4)
+    if existing and not resume and main:
+        say(f"gpt2lab: starting run {run_name!r} afresh: deleting its {len(existing)} old checkpoint(s)")
+        for ckpt in existing:
+            training._discard(ckpt)
+        for name in (SAMPLES_FILE, LOSS_PLOT, RUN_FILE):
+            (run_dir / name).unlink(missing_ok=True)
+        shutil.rmtree(run_dir / BASE_MODEL_DIR, ignore_errors=True)
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    _wait_for_everyone()  # with several processes, none may look at the run folder while it is being cleared
     if base_ref is None and lora_settings and main and not (run_dir / BASE_MODEL_DIR).is_dir():
         # an in-memory base cannot be loaded by name later: keep a copy for load_run
         _save_base_copy(base_lm, run_dir / BASE_MODEL_DIR)
@@ -1047,16 +1060,7 @@ def finetune(data, model=None, *, steps: int = 1000, run_name: str = "run1",
     if main:
         _write_json_atomic(run_dir / RUN_FILE, run_info)
 
-    cfg = training.TrainConfig(
-        max_steps=steps, batch_size=batch_size, grad_accum=grad_accum, learning_rate=lr,
-        min_lr_ratio=min_lr_ratio, warmup_steps=min(100, steps // 10) if warmup_steps is None else warmup_steps,
-        weight_decay=weight_decay, grad_clip=grad_clip, eval_every=eval_every or max(1, steps // 5),
-        eval_batches=eval_batches, checkpoint_every=checkpoint_every, keep_last=keep_last,
-        sample_every=sample_every, sample_prompt=sample_prompt or (start_token if wrapped else tokenizer.eos_token),
-        sample_tokens=sample_length, seed=seed, mixed_precision=mixed_precision,
-        device="cpu" if torch_device.type == "cpu" else "auto",
-        freeze_embeddings=only_train_transformer_layers and not lora_settings, log_every=log_every,
-        progress=progress)
+    cfg.sample_prompt = sample_prompt or (start_token if wrapped else tokenizer.eos_token)
 
     def on_sample(step, text):
         with open(run_dir / SAMPLES_FILE, "a", encoding="utf-8") as fh:

@@ -17,12 +17,19 @@ word that can take a lot of noise carries little information the output needs (l
 unimportant); a word that cannot take noise is important (small sigma).
 
 The original implementation draws one noise sample per step, for one sentence, recomputes
-Phi(x) every step and runs thousands of steps. Here Phi(x) is computed once, K noise samples are
-drawn per step and pushed through the model as one batch, several sentences share a batch (right
-padding; the causal mask keeps padding invisible to real positions), the model's weights are
-frozen during the search, and only the last position goes through the output layer. With less
-noisy gradients a larger learning rate and far fewer steps reach the same answer
-(``bench/bench_importance.py`` measures by how much).
+Phi(x) every step and runs thousands of steps at a small learning rate. Here Phi(x) is computed
+once, K noise samples are drawn per step and pushed through the model as one batch, several
+sentences share a batch (right padding; the causal mask keeps padding invisible to real
+positions), the model's weights are frozen during the search, only the last position goes
+through the output layer, and the learning rate starts large and decays (cosine). With less noisy
+gradients far fewer steps reach the same answer (``bench/bench_importance.py`` measures by how
+much).
+
+The objective is not convex. A word whose noise has already destroyed its information gains
+nothing from less noise unless sigma drops a long way, so each word can settle either at a small
+sigma or at the ceiling, and which one depends on where it starts. The original starts every
+word at a random sigma; gpt2lab starts all at ``init`` x scale (half the ceiling), so that
+every word first feels the full pull of both terms, and results are reproducible.
 
 Pieces of one word share one sigma (``unit="word"``, see :mod:`gpt2lab.words`), so results read
 per word; ``unit="token"`` gives every BPE piece its own sigma, like the original code.
@@ -50,6 +57,7 @@ from .words import WordSplit, split_tokens, split_words
 OUTPUTS = ("logits", "hidden")
 UNITS = ("word", "token")
 NORMALISERS = ("corpus", "self")
+SAMPLINGS = ("hadamard", "iid")
 DEFAULT_SCALE_FACTOR = 10.0  # sigma's ceiling in units of the embedding table's std (the paper's advice)
 CORPUS_SENTENCES = 256  # corpus sentences used to estimate r^2
 _MIN_VARIANCE_RATIO = 1e-6  # floor for r_d^2 relative to its mean: a constant output must not divide by ~0
@@ -62,9 +70,11 @@ class ImportanceSettings:
     """How :func:`word_importance` searched; stored with every result so it can be reproduced."""
 
     steps: int = 150
-    samples: int = 16  # K: noise samples per step, pushed through the model as one batch
-    lr: float = 0.1
+    samples: int = 8  # K: noise samples per step, pushed through the model as one batch
+    sampling: str = "hadamard"  # "hadamard": sign-flipped copies of base draws; "iid": independent draws
+    lr: float = 0.2
     final_lr_ratio: float = 0.05  # the learning rate decays (cosine) to this fraction of lr
+    init: float = 0.5  # starting sigma, as a fraction of scale
     rate: float = 0.1  # lambda: weight of the "as much noise as possible" term
     scale: float | None = None  # sigma's ceiling; None = 10 x std of the token-embedding table
     output: str = "logits"  # Phi: "logits" or "hidden" (final hidden state) at the last position
@@ -87,11 +97,14 @@ class ImportanceSettings:
              "use a positive number")
         need(isinstance(self.final_lr_ratio, (int, float)) and 0 < self.final_lr_ratio <= 1, "final_lr_ratio",
              self.final_lr_ratio, "use a number in (0, 1]")
+        need(isinstance(self.init, (int, float)) and 0 < self.init < 1, "init", self.init,
+             "use a number in (0, 1)")
         need(isinstance(self.rate, (int, float)) and math.isfinite(self.rate) and self.rate >= 0, "rate",
              self.rate, "use a number >= 0")
         need(self.scale is None or (isinstance(self.scale, (int, float)) and math.isfinite(self.scale)
                                     and self.scale > 0), "scale", self.scale, "use a positive number or None")
         need(self.output in OUTPUTS, "output", self.output, f"use one of {OUTPUTS}")
+        need(self.sampling in SAMPLINGS, "sampling", self.sampling, f"use one of {SAMPLINGS}")
         need(self.unit in UNITS, "unit", self.unit, f"use one of {UNITS}")
         need(self.normaliser in NORMALISERS, "normaliser", self.normaliser, f"use one of {NORMALISERS}")
         need(isinstance(self.seed, int), "seed", self.seed, "use an integer")
@@ -124,7 +137,7 @@ class WordImportance:
     prediction: str  # the model's most likely next piece after the text
     prediction_prob: float
     settings: dict
-    seconds: float
+    seconds: float  # wall time of the search, divided among the texts searched together
     model_name: str = ""
     sigma_trace: np.ndarray | None = None  # (checkpoints, words): best sigma so far, when recorded
     trace_steps: np.ndarray | None = None
@@ -383,6 +396,38 @@ def default_scale(lm, factor: float = DEFAULT_SCALE_FACTOR) -> float:
     return float(factor * weight.detach().float().std())
 
 
+_HADAMARD: dict[int, torch.Tensor] = {}
+
+
+def hadamard(size: int) -> torch.Tensor:
+    """Sylvester's Hadamard matrix (size a power of two): +-1 entries, orthogonal columns."""
+    if size not in _HADAMARD:
+        h = torch.ones(1, 1)
+        while h.shape[0] < size:
+            h = torch.cat([torch.cat([h, h], 1), torch.cat([h, -h], 1)], 0)
+        _HADAMARD[size] = h
+    return _HADAMARD[size]
+
+
+def _sign_patterns(split: WordSplit, s: ImportanceSettings, device) -> tuple[torch.Tensor, int]:
+    """Signs (rows, pieces [+ BOS]) for the "hadamard" sampling of one text, and H.
+
+    Word w's noise is multiplied by column w of an H x H Hadamard matrix (H = the next power of two
+    >= the number of words), one base draw per H rows, as many base draws as ``samples`` needs.
+    Every row is still N(0, I) noise, so the loss stays an unbiased estimate; but over the H rows of
+    a base draw the products of two words' noises cancel (orthogonal columns). Near small sigma the
+    loss is a sum over words plus such cross terms, so they no longer add noise to the gradients.
+    """
+    size = 1
+    while size < split.n_words:
+        size *= 2
+    draws = max(1, -(-s.samples // size))
+    columns = hadamard(size)[:, torch.tensor(split.token_to_word)]  # (H, pieces)
+    if s.bos:
+        columns = torch.cat([torch.ones(size, 1), columns], dim=1)  # BOS gets no noise anyway
+    return columns.repeat(draws, 1).to(device), size
+
+
 # ----------------------------------------------------------------------------- the search
 
 def _check_texts(text_or_texts) -> tuple[list[str], bool]:
@@ -398,10 +443,11 @@ def _check_texts(text_or_texts) -> tuple[list[str], bool]:
     raise TypeError(f"text_or_texts must be a string or a list of strings, got {type(text_or_texts).__name__}")
 
 
-def word_importance(lm, text_or_texts, *, steps: int = 150, samples: int = 16, lr: float = 0.1,
-                    final_lr_ratio: float = 0.05, rate: float = 0.1, scale: float | None = None, output: str = "logits", unit: str = "word",
-                    normaliser: str = "corpus", bos: bool = True, seed: int = 0, max_rows: int | None = None,
-                    texts_per_batch: int = 16, record_every: int | None = None, progress: bool = True):
+def word_importance(lm, text_or_texts, *, steps: int = 150, samples: int = 8, sampling: str = "hadamard",
+                    lr: float = 0.2, final_lr_ratio: float = 0.05, init: float = 0.5, rate: float = 0.1,
+                    scale: float | None = None, output: str = "logits", unit: str = "word", normaliser: str = "corpus", bos: bool = True,
+                    seed: int = 0, max_rows: int | None = None, texts_per_batch: int = 16,
+                    record_every: int | None = None, progress: bool = True):
     """How important is every word of a prompt for what the model predicts next?
 
     Guan et al.'s perturbation method (see the module docstring), batched. Returns a
@@ -409,6 +455,12 @@ def word_importance(lm, text_or_texts, *, steps: int = 150, samples: int = 16, l
 
     steps, samples, lr: Adam steps, noise samples per step (one batch), learning rate; it decays
         (cosine) to ``final_lr_ratio`` x lr by the last step.
+    sampling: "hadamard" (default): each base noise draw is used with the words' signs flipped by the
+        columns of a Hadamard matrix, so a step has at least as many samples as the next power of two
+        >= the number of words, and the noise of one word no longer blurs the gradient of another;
+        "iid": ``samples`` independent draws, like the original.
+    init: the starting sigma of every word as a fraction of scale (the answer can depend on it:
+        a word may settle at a small sigma or saturate at the ceiling, see the module docstring).
     rate: lambda, the weight of the entropy term (more = more words allowed to take noise).
     scale: sigma's ceiling (default 10 x std of the embedding table, as the paper advises).
     output: "logits" (the next-token scores) or "hidden" (the final hidden state).
@@ -420,9 +472,9 @@ def word_importance(lm, text_or_texts, *, steps: int = 150, samples: int = 16, l
     max_rows: most rows per forward pass (caps memory); texts_per_batch: texts optimised together.
     record_every: also keep the best sigma so far every that many steps (``sigma_trace``).
     """
-    settings = ImportanceSettings(steps=steps, samples=samples, lr=lr, final_lr_ratio=final_lr_ratio, rate=rate, scale=scale, output=output,
-                                  unit=unit, normaliser=normaliser, bos=bos, seed=seed, max_rows=max_rows,
-                                  texts_per_batch=texts_per_batch)
+    settings = ImportanceSettings(steps=steps, samples=samples, sampling=sampling, lr=lr,
+                                  final_lr_ratio=final_lr_ratio, init=init, rate=rate, scale=scale, output=output, unit=unit, normaliser=normaliser, bos=bos,
+                                  seed=seed, max_rows=max_rows, texts_per_batch=texts_per_batch)
     settings.validate()
     if record_every is not None and not (isinstance(record_every, int) and record_every >= 1):
         raise ValueError(f"record_every={record_every!r} is not allowed; use an integer >= 1 or None")
@@ -473,7 +525,7 @@ def _search(lm, splits: list[WordSplit], s: ImportanceSettings, scale: float, r2
 
     t0 = time.perf_counter()
     model, device = lm.model, lm.device
-    n, k = len(splits), s.samples
+    n = len(splits)
     rows = [([_bos_id(lm.tokenizer)] if s.bos else []) + list(sp.input_ids) for sp in splits]
     ids, mask, last = _pad(rows, lm.tokenizer.pad_token_id or 0, device)
     width = ids.shape[1]
@@ -494,15 +546,22 @@ def _search(lm, splits: list[WordSplit], s: ImportanceSettings, scale: float, r2
         gen = torch.Generator(device=device)
         gen.manual_seed(text_seed(s.seed, sp.text))
         generators.append(gen)
+    # noise rows per text: "hadamard" draws base noise and flips the sign of each word's noise by the
+    # word's column of a Hadamard matrix, so the rows of one base draw pair every two words + and -
+    flips = [_sign_patterns(sp, s, device) if s.sampling == "hadamard" else None for sp in splits]
+    counts = [f[0].shape[0] if f is not None else s.samples for f in flips]
+    n_rows = sum(counts)
+    counts_t = torch.tensor(counts, device=device)
+    row_text = torch.repeat_interleave(torch.arange(n, device=device), counts_t)
 
-    rho = torch.zeros(total, device=device, requires_grad=True)
+    rho = torch.full((total,), math.log(s.init / (1 - s.init)), device=device, requires_grad=True)
     optimiser = torch.optim.Adam([rho], lr=s.lr)
     # cosine decay: big steps while sigma travels, small ones so that it settles (and the kept best is stable)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda t: s.final_lr_ratio + (1 - s.final_lr_ratio)
-                                                 * 0.5 * (1 + math.cos(math.pi * min(t, s.steps) / s.steps)))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimiser, lambda t: s.final_lr_ratio + (1 - s.final_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t / s.steps)))
     best_loss = torch.full((n,), float("inf"), device=device)
     best_rho = rho.detach().clone()
-    trace = torch.zeros((s.steps, n))
+    trace = torch.zeros((s.steps, n), device=device)  # stays on the device: no sync per step
     snapshots, snap_steps, snap_times = [], [], []
     zero = torch.zeros(1, device=device)
 
@@ -517,32 +576,36 @@ def _search(lm, splits: list[WordSplit], s: ImportanceSettings, scale: float, r2
         norm = (r2.unsqueeze(0).expand(n, -1) if r2 is not None
                 else target.pow(2).mean(dim=1, keepdim=True).clamp_min(1e-12).expand_as(target))
         dim = x.shape[-1]
-        x_rows = x.repeat_interleave(k, dim=0)  # row r = text r // k, sample r % k
-        mask_rows = mask.repeat_interleave(k, dim=0)
-        last_rows = last.repeat_interleave(k, dim=0)
-        target_rows = target.repeat_interleave(k, dim=0)
-        norm_rows = norm.repeat_interleave(k, dim=0)
-        unit_rows = unit_of.repeat_interleave(k, dim=0)
+        x_rows = x[row_text]  # every text repeated once per noise row
+        mask_rows, last_rows, unit_rows = mask[row_text], last[row_text], unit_of[row_text]
+        target_rows, norm_rows = target[row_text], norm[row_text]
+        row_weight = 1.0 / counts_t[row_text].float()  # a text's rows average to its expectation
         weight = torch.zeros(n, device=device).index_add_(0, owner, torch.ones(total, device=device))
 
         bar = tqdm(range(s.steps), desc=f"word importance ({n} text{'s' if n > 1 else ''})", disable=not progress,
                    leave=False)
         for step in bar:
-            noise = torch.zeros((n, k, width, dim), device=device, dtype=x.dtype)
-            for b, (gen, row) in enumerate(zip(generators, rows)):
-                noise[b, :, :len(row)] = torch.randn((k, len(row), dim), generator=gen, device=device,
-                                                     dtype=x.dtype)
-            noise = noise.view(n * k, width, dim)
+            noise = torch.zeros((n_rows, width, dim), device=device, dtype=x.dtype)
+            start = 0
+            for gen, row, flip, count in zip(generators, rows, flips, counts):
+                if flip is None:
+                    draw = torch.randn((count, len(row), dim), generator=gen, device=device, dtype=x.dtype)
+                else:
+                    signs, size = flip
+                    base = torch.randn((count // size, len(row), dim), generator=gen, device=device, dtype=x.dtype)
+                    draw = base.repeat_interleave(size, dim=0) * signs.unsqueeze(-1).to(x.dtype)
+                noise[start:start + count, :len(row)] = draw
+                start += count
             optimiser.zero_grad(set_to_none=True)
             fit = torch.zeros(n, device=device)
-            for a in range(0, n * k, max_rows):  # chunks bound the memory; gradients accumulate
-                z = slice(a, min(a + max_rows, n * k))
+            for a in range(0, n_rows, max_rows):  # chunks bound the memory; gradients accumulate
+                z = slice(a, min(a + max_rows, n_rows))
                 sigma_tok = torch.cat([scale * torch.sigmoid(rho), zero])[unit_rows[z]]
                 x_tilde = x_rows[z] + sigma_tok.unsqueeze(-1).to(x.dtype) * noise[z]
                 out = phi(model, x_tilde, last_rows[z], mask_rows[z], s.output)
-                per_row = ((out - target_rows[z]).pow(2) / norm_rows[z]).mean(dim=1) / k
+                per_row = ((out - target_rows[z]).pow(2) / norm_rows[z]).mean(dim=1) * row_weight[z]
                 per_row.sum().backward()
-                fit.index_add_(0, torch.arange(z.start, z.stop, device=device) // k, per_row.detach())
+                fit.index_add_(0, row_text[z], per_row.detach())
             log_sigma = math.log(scale) + torch.nn.functional.logsigmoid(rho)  # stable for very negative rho
             entropy = torch.zeros(n, device=device).index_add_(0, owner, log_sigma) / weight
             (-s.rate * entropy.sum()).backward()
@@ -553,7 +616,7 @@ def _search(lm, splits: list[WordSplit], s: ImportanceSettings, scale: float, r2
             best_rho = torch.where(take, rho.detach(), best_rho)
             optimiser.step()
             schedule.step()
-            trace[step] = loss.cpu()
+            trace[step] = loss
             if record_every and ((step + 1) % record_every == 0 or step + 1 == s.steps):
                 snapshots.append((scale * torch.sigmoid(best_rho)).cpu().numpy())
                 snap_steps.append(step + 1)
@@ -564,7 +627,7 @@ def _search(lm, splits: list[WordSplit], s: ImportanceSettings, scale: float, r2
 
     seconds = (time.perf_counter() - t0) / n
     sigma_all = (scale * torch.sigmoid(best_rho)).cpu().numpy().astype(np.float64)
-    trace_np = trace.numpy()
+    trace_np = trace.cpu().numpy()
     results = []
     for b, sp in enumerate(splits):
         sl = slice(int(first[b]), int(first[b + 1]))

@@ -220,7 +220,7 @@ class NGramLM:
         ids = self.encode(context) if isinstance(context, str) else np.asarray(context, dtype=np.int64)
         h = self.n - 1
         V = self.vocab_size
-        last = ids[len(ids) - h:] if h else ids[:0]
+        last = ids[max(len(ids) - h, 0):] if h else ids[:0]
         history = np.zeros((V, h), dtype=np.int64)
         if h:
             history[:, h - len(last):] = last

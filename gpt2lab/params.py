@@ -5,7 +5,7 @@ Names and defaults follow the GPT-2 model-package API the course teaches from::
 
     input                 the prompt (a string, or a list of strings)      alias: prefix
     max_length            how many tokens to generate (default 100)        alias: length
-    num_return_sequences  texts per prompt (default 3)                     alias: nsamples
+    num_return_sequences  texts per prompt (default 3; greedy gives one)   alias: nsamples
     mode                  sample-top-p (default) | sample-top-k | sample | beam | greedy
     top_p                 nucleus size, 0 < top_p <= 1 (0.92)              alias: p
     top_k                 keep the k likeliest tokens, 0 = off (50)        alias: k

@@ -134,10 +134,10 @@ class TrainConfig:
     sample_tokens: int = 60
     seed: int = 1337
     mixed_precision: str = "auto"  # "auto", "no", "bf16", "fp16"
-    device: str = "auto"  # "auto" lets accelerate choose (GPU when there is one); "cpu" forces the CPU
     freeze_embeddings: bool = False  # gpt-2-simple's only_train_transformer_layers
     log_every: int = 10
     progress: bool = True
+    device: str = "auto"  # "auto" lets accelerate choose (GPU when there is one); "cpu" forces the CPU
 
     def validate(self):
         checks = [("max_steps", self.max_steps >= 1, ">= 1"), ("batch_size", self.batch_size >= 1, ">= 1"),

@@ -81,7 +81,10 @@ def jupyter_lab(root_dir: Path, home: Path, env: dict[str, str] | None = None):
     cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
            "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root_dir}",
            "--ServerApp.open_browser=False", "--ServerApp.terminals_enabled=False", "--LabApp.news_url=None",
-           "--LabApp.extension_manager=readonly"]
+           "--LabApp.extension_manager=readonly",
+           # window.jupyterapp lets the test read each cell's execution count: solution cells have their
+           # source collapsed, and a collapsed cell does not show its "[n]:" prompt in the page
+           "--LabApp.expose_app_in_browser=True"]
     if hasattr(os, "geteuid") and os.geteuid() == 0:  # CI containers run as root
         cmd.append("--allow-root")
     with open(log_path, "wb") as log:
@@ -121,6 +124,8 @@ class LabPage:
         self.page = page
         self.shots = shots
         shots.mkdir(parents=True, exist_ok=True)
+        for old in shots.glob("*.png"):  # screenshots of an earlier run would mislead
+            old.unlink()
 
     def screenshot(self, name: str) -> Path:
         path = self.shots / f"{name}.png"
@@ -143,14 +148,22 @@ class LabPage:
             timeout=timeout_s * 1000, polling=250)
 
     def run_all_cells(self, n_code: int, timeout_s: float = RUN_ALL_TIMEOUT_S):
-        """Run ▸ Run All Cells, from the menu bar, then wait until all ``n_code`` code cells have run."""
+        """Run ▸ Run All Cells, from the menu bar, then wait until all ``n_code`` code cells have run
+        (or one failed, which stops JupyterLab's run-all)."""
         self.page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
         self.page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
         self.page.wait_for_function(
             r"""n => {
-                const prompts = [...document.querySelectorAll('.jp-NotebookPanel .jp-CodeCell .jp-InputPrompt')];
-                const done = prompts.filter(p => /\[\d+\]/.test(p.textContent));
-                return done.length >= n && !prompts.some(p => p.textContent.includes('*'));
+                const panel = window.jupyterapp && window.jupyterapp.shell.currentWidget;
+                if (!panel || !panel.content || !panel.content.widgets) return false;
+                const code = panel.content.widgets.filter(c => c.model.type === 'code');
+                if (code.length < n) return false;
+                if (code.every(c => c.model.executionCount !== null)) return true;
+                const failed = code.some(c => c.model.outputs && [...Array(c.model.outputs.length).keys()]
+                    .some(i => c.model.outputs.get(i).type === 'error'));
+                const running = [...document.querySelectorAll('.jp-InputPrompt')]
+                    .some(p => p.textContent.includes('*'));
+                return failed && !running;
             }""", arg=n_code, timeout=timeout_s * 1000, polling=500)
         self.wait_for_kernel_idle(timeout_s=timeout_s)
 

@@ -89,7 +89,8 @@ def test_repetition_penalty_equals_transformers(penalty):
             theirs = RepetitionPenaltyLogitsProcessor(penalty)(history, scores.clone())
             assert torch.equal(ours, theirs), (name, history.shape)
             # left padding: the first tokens of each row are not counted
-            skip = torch.randint(0, history.shape[1] + 1, (scores.shape[0],), generator=torch.Generator().manual_seed(1))
+            g = torch.Generator().manual_seed(1)
+            skip = torch.randint(0, history.shape[1] + 1, (scores.shape[0],), generator=g)
             ours = decoding.penalize_repetition(scores, history, penalty, ignore_before=skip)
             theirs = RepetitionPenaltyLogitsProcessor(penalty, prompt_ignore_length=skip)(history, scores.clone())
             assert torch.equal(ours, theirs), (name, "ignore", history.shape)
@@ -315,3 +316,25 @@ def test_next_token_distribution(tiny_lm):
 def test_bad_input_raises_clear_errors(tiny_lm, call, message):
     with pytest.raises(ValueError, match=message):
         call(tiny_lm)
+
+
+# ------------------------------------------------------------------ the notebook explorer (headless)
+def test_decoding_explorer_reacts_to_its_controls(embedded_lm):
+    pytest.importorskip("ipywidgets")
+    box = gpt2lab.explorers.decoding_explorer(embedded_lm, prompt="ROMEO:\n", sample_tokens=8, n_samples=2)
+    table, summary, samples = (box.outputs[k] for k in ("table", "summary", "samples"))
+    assert "gpt2lab-distribution" in table.value and table.value.count("<tr class=") == 15
+    assert "sample-top-p:" in summary.value and samples.value.count("<li>") == 2
+    assert box.outputs["chart"].value[:4] == b"\x89PNG"
+    before = (table.value, samples.value)
+    box.controls["temperature"].value = 1.6
+    assert table.value != before[0] and samples.value != before[1]
+    box.controls["mode"].value = "sample-top-k"
+    box.controls["top_k"].value = 3
+    assert table.value.count(">yes<") == 3 and "3 of 4096 tokens" in summary.value
+    assert box.controls["top_p"].disabled and not box.controls["top_k"].disabled
+    box.controls["mode"].value = "greedy"
+    assert box.controls["temperature"].disabled and table.value.count(">yes<") == 1
+    assert samples.value.count("<li>") == 1
+    box.controls["prompt"].value = ""
+    assert "type a prompt" in summary.value

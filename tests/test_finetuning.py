@@ -393,6 +393,10 @@ def test_fresh_start_and_run_lookup(tiny_dir, tmp_path):
     assert [c.name for c in training.list_checkpoints(run_dir)] == ["checkpoint-2", "checkpoint-4"]
     again = tune(path, tiny_dir, tmp_path, steps=6, checkpoint_every=2, keep_last=5)  # continues to step 6
     assert again.resumed_from_step == 4 and again.steps == 6
+    bad = write(tmp_path / "bad.txt", b"fine\n\xff\n")
+    with pytest.raises(DataError, match="bad.txt line 2"):
+        tune(bad, tiny_dir, tmp_path, steps=3, resume=False)
+    assert len(training.list_checkpoints(run_dir)) == 3  # bad data never costs the old run its checkpoints
     fresh = tune(path, tiny_dir, tmp_path, steps=3, resume=False)
     assert fresh.resumed_from_step == 0
     assert [c.name for c in training.list_checkpoints(run_dir)] == ["checkpoint-3"]

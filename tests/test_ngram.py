@@ -105,3 +105,14 @@ def test_use_before_fit_and_empty_text():
         NGramLM(2).log_prob("abc")
     with pytest.raises(ValueError, match="non-empty"):
         NGramLM(2).fit("")
+
+
+@pytest.mark.parametrize("smoothing", ["kneser-ney", "add-k"])
+def test_short_history_matches_sequence_scoring(smoothing):
+    """next_distribution after fewer than n-1 symbols must use exactly those symbols as context,
+    the same conditional that log_probs uses for the start of a text."""
+    lm = NGramLM(4, smoothing=smoothing).fit(CORPUS)
+    for context in ["t", "th", "the", "the c"]:
+        for target in "e ac":
+            via_sequence = math.exp(lm.log_probs(target, context=context)[0])
+            assert math.isclose(lm.next_distribution(context)[lm.vocab.index(target)], via_sequence), context

@@ -94,6 +94,10 @@ def test_notebook_has_the_course_shape(path):
 
     if not any(re.search(r"\bsummary\b", h, re.IGNORECASE) for c in markdown[len(markdown) // 2:] for h in _headings(c)):
         problems.append("no 'Summary' heading in the second half of the notebook")
+    for c in markdown:  # links to other course notebooks must lead somewhere
+        for target in re.findall(r"\]\((\d\d_[\w-]+\.ipynb)\)", c.source):
+            if not (path.parent / target).is_file():
+                problems.append(f"link to {target}, which does not exist")
     dirty = [i for i, c in enumerate(cells) if c.cell_type == "code" and (c.outputs or c.execution_count)]
     if dirty:
         problems.append(f"committed outputs or execution counts in cells {dirty} (clear them)")

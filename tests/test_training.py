@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -151,6 +152,26 @@ def test_a_failing_save_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
         _save(tmp_path, 2, model)
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint-1"]  # no half-written checkpoint-2, no temp
     assert training.latest_checkpoint(tmp_path).name == "checkpoint-1"
+
+
+def test_a_crash_while_deleting_an_old_checkpoint_leaves_only_loadable_ones(tmp_path, monkeypatch):
+    model = tiny()
+    for step in (1, 2):
+        _save(tmp_path, step, model)
+
+    def crash_half_way(path, ignore_errors=False):
+        files = sorted(Path(path).iterdir())
+        files[0].unlink()  # part of the folder is gone ...
+        raise KeyboardInterrupt("power cut")  # ... when the process stops
+
+    monkeypatch.setattr(training.shutil, "rmtree", crash_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        _save(tmp_path, 3, model, keep_last=1)  # checkpoint-3 is complete; deleting 1 and 2 is cut short
+    monkeypatch.undo()
+    names = [c.name for c in training.list_checkpoints(tmp_path)]
+    assert names[-1] == "checkpoint-3" and "checkpoint-1" not in names  # the half-deleted one has no real name
+    for ckpt in training.list_checkpoints(tmp_path):
+        training.load_checkpoint_weights(tiny(seed=3), ckpt)
 
 
 KILL_MID_SAVE = textwrap.dedent("""

@@ -1,0 +1,303 @@
+"""Builds notebooks/04_looking_at_attention.ipynb (run: python notebooks/build/04_looking_at_attention.py)."""
+from nbbuild import CourseNotebook
+
+nb = CourseNotebook(
+    "04_looking_at_attention.ipynb",
+    "04 · Looking at attention: views, head statistics and induction heads",
+    """
+    Notebook 03 computed attention by hand. Here you look at it: every layer and head of the model at
+    once, with bertviz's interactive views (online), with an offline view and heatmaps that need no
+    internet, and with a few numbers per head that tell heads apart. Along the way you meet three kinds
+    of heads that interpretability research has found in GPT-2: heads that park their attention on the
+    first token, heads that look at the previous token, and **induction heads** that continue patterns.
+    """,
+    [
+        "capture a model's attention weights as (layers, heads, query, key) with readable token labels",
+        "use bertviz's head and model views, and know why they need internet and short inputs",
+        "use the offline view, heatmaps and an interactive explorer that work without network",
+        "measure per head: attention entropy, share on the first token, previous-token and induction scores",
+        "find induction heads with a repeated random sequence and see what they do for the model's predictions",
+    ],
+)
+
+nb.code("""
+import gpt2lab
+
+lm = gpt2lab.load_default()
+""")
+
+nb.code("""
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from gpt2lab import attention_views as views
+from gpt2lab import head_stats as hs
+""")
+
+nb.md("""
+## Capturing attention
+
+`gpt2lab.capture_attention(lm, text)` runs the model once and keeps every head's weights. Tokens come
+back as you would read them: GPT-2's byte-level markers are turned back into characters (`Ġ` into a
+space, `Ċ` into a newline); in axis labels a newline is shown as `↵`.
+""")
+
+nb.code("""
+text = "The cat sat on the mat. The dog sat on the log.\\nThe cat sat on the"
+capture = gpt2lab.capture_attention(lm, text)
+print(capture)
+print("tokens:", capture.tokens)
+print("attention:", tuple(capture.attention.shape), "= (layers, heads, query, key)")
+""")
+
+nb.md("""
+One head as a table: row = the token that attends (the query), column = a token it may look at (a key).
+Every row sums to 1 and everything right of the diagonal is 0: no token sees the future.
+""")
+
+nb.code("""
+capture.to_frame(layer=0, head=0).iloc[:8, :8].round(2)
+""")
+
+nb.md("""
+## bertviz: the interactive views (need internet)
+
+[bertviz](https://github.com/jessevig/bertviz) draws attention as lines between tokens. Its **head
+view** shows one layer, one colour per head; hover over a token to see where it looks. The **model
+view** shows a thumbnail for every layer and head; click one to enlarge it.
+
+bertviz's page loads its JavaScript libraries (d3, jQuery, require.js) from a CDN, so **without
+internet these cells stay blank**. They do not fail; the offline views further down work everywhere.
+""")
+
+nb.code("""
+views.head_view(capture)
+""")
+
+nb.code("""
+last = capture.layers[-1]
+views.model_view(capture, layers=[0, last] if last else [0])
+""")
+
+nb.md("""
+bertviz draws one SVG line per (head, query, key), so it slows down quickly: with GPT-2's 12 heads,
+64 tokens are already about 50,000 lines for one layer of the head view. The views refuse long inputs
+with a message saying what to do instead: show fewer layers, cut the text (`truncate=True`), or use
+the offline views.
+""")
+
+nb.code("""
+long_capture = gpt2lab.capture_attention(lm, text * 12, max_tokens=200)
+try:
+    views.model_view(long_capture)
+except ValueError as err:
+    print("refused:", err)
+views.head_view(long_capture, layers=[0], truncate=True)
+""")
+
+nb.md("""
+## Offline views
+
+The same information without any network:
+
+* `views.show_offline(capture)`: a self-contained page (plain SVG and a little JavaScript embedded in
+  the notebook) with layer and head selectors, a heatmap and a lines view; hover a token on the left to
+  see only its lines. `views.save_offline_html(capture, "attention.html")` writes it to a file you can
+  open in any browser.
+* `views.plot_head`, `views.plot_layer` and `views.plot_model`: matplotlib heatmaps.
+""")
+
+nb.code("""
+views.show_offline(capture, layer=0, head=None)
+""")
+
+nb.code("""
+fig = views.plot_layer(capture, layer=0)
+plt.show()
+""")
+
+nb.code("""
+fig = views.plot_model(capture)
+plt.show()
+""")
+
+nb.md("""
+## Telling heads apart with numbers
+
+Looking at every head does not scale (GPT-2 small has 144, GPT-2 XL 1,200). A few numbers per head
+summarise its habits. For each head we average over the query positions (except the first, which can
+only look at itself):
+
+* **entropy** (bits): 0 when a head puts all its weight on one token, $\\log_2 n$ when it spreads evenly
+  over $n$ tokens;
+* **first-token share**: the weight on the very first token. In GPT-2 many heads put most of their
+  weight there when nothing else is relevant; the first token works as a resting place (an
+  "attention sink"), since the weights have to sum to 1 somewhere;
+* **previous-token score**: the weight on the token right before the query;
+* **induction score**: explained below.
+
+To judge a number you need a reference: a head that spreads evenly over everything it can see.
+""")
+
+nb.code("""
+n = capture.n_tokens
+uniform = torch.ones(n, n).tril()
+uniform = (uniform / uniform.sum(-1, keepdim=True))[None, None]  # (1 layer, 1 head, n, n)
+print(f"a head spreading evenly over these {n} tokens would score: "
+      f"entropy {hs.attention_entropy(uniform)[0, 0]:.2f} bits, "
+      f"first-token share {hs.first_token_share(uniform)[0, 0]:.2f}, "
+      f"previous-token {hs.previous_token_score(uniform)[0, 0]:.2f}")
+""")
+
+nb.code("""
+stats = hs.head_stats(lm, text, induction_length=gpt2lab.course.scaled(quick=40, full=50))
+fig = stats.plot()
+plt.show()
+""")
+
+nb.code("""
+for name in ["first_token", "previous_token", "induction"]:
+    print(f"top heads by {name}:")
+    display(stats.top(name, k=3).round(3))
+""")
+
+nb.md("""
+Published analyses of GPT-2 small find, among others, a strong previous-token head in layer 4
+(head 4.11), induction heads in layers 5 to 7 (for example 5.1, 5.5 and 6.9) and many heads in later
+layers that rest on the first token. Compare with the tables above for the model you loaded; a small
+model trained briefly may show weaker or no specialised heads.
+
+### The strongest previous-token head
+
+A previous-token head draws a line just below the diagonal:
+""")
+
+nb.code("""
+best = stats.top("previous_token", k=1).iloc[0]
+prev_layer, prev_head = int(best["layer"]), int(best["head"])
+fig = views.plot_head(capture, layer=prev_layer, head=prev_head)
+plt.show()
+""")
+
+nb.md("""
+## Induction heads
+
+Suppose the text contains `... Harry Potter ...` and later `Harry` again. A good guess for the next
+token is `Potter`. An **induction head** implements that guess: at the second `Harry` it attends to the
+token that *followed* the first `Harry` and copies it forward. It needs a previous-token head in an
+earlier layer (to know what came before each token), which is why induction heads sit in the middle
+layers.
+
+To measure this without any help from meaning, take random tokens and repeat them. The second copy is
+unpredictable from language knowledge, but perfectly predictable by copying. A query in the second copy
+at position $q$ has seen its token at $q - L$ (chunk length $L$); an induction head attends to
+$q - L + 1$, one step to the right of the earlier occurrence. On the heatmap that is a stripe parallel to
+the diagonal, $L - 1$ tokens to its left.
+""")
+
+nb.code("""
+ids, start, period = hs.repeated_random_tokens(lm, length=30, n_sequences=1, seed=0)
+repeated = gpt2lab.capture_attention(lm, ids[0])
+best = stats.top("induction", k=1).iloc[0]
+ind_layer, ind_head = int(best["layer"]), int(best["head"])
+even = torch.ones(ids.shape[1], ids.shape[1]).tril()
+even = (even / even.sum(-1, keepdim=True))[None, None]
+print(f"head {ind_layer}.{ind_head}: induction score {best['induction']:.2f} "
+      f"(a head spreading evenly would score {hs.induction_score(even, period, start)[0, 0]:.2f})")
+fig, ax = plt.subplots(figsize=(5.5, 5.5))
+ax.imshow(repeated.head(ind_layer, ind_head).numpy(), cmap="Blues", vmin=0, vmax=1)
+ax.axvline(start + period - 0.5, color="orange", lw=1)
+ax.axhline(start + period - 0.5, color="orange", lw=1)
+ax.set_title(f"layer {ind_layer}, head {ind_head} on {period} random tokens, repeated")
+ax.set_xlabel("key")
+ax.set_ylabel("query")
+plt.show()
+""")
+
+nb.md("""
+What induction buys the model: its loss on each token of the sequence. On the first copy every token is
+random, so the loss stays high; on the second copy a model with working induction heads predicts the
+repeated tokens and its loss drops. (For real GPT-2 it drops to a small fraction; if the two means
+below are about equal, the loaded model has not learned to copy.)
+""")
+
+nb.code("""
+with torch.no_grad():
+    batch = ids.to(lm.device)
+    logits = lm.model(batch, attention_mask=torch.ones_like(batch)).logits[0].float().cpu()
+losses = torch.nn.functional.cross_entropy(logits[:-1], ids[0, 1:], reduction="none")
+fig, ax = plt.subplots(figsize=(7, 3))
+ax.plot(range(1, len(losses) + 1), losses.numpy(), ".-")
+ax.axvline(start + period - 0.5, color="orange", lw=1, label="second copy starts")
+ax.set_xlabel("position of the predicted token")
+ax.set_ylabel("loss (nats)")
+ax.legend()
+plt.show()
+first, second = losses[:period - 1].mean().item(), losses[period:].mean().item()
+print(f"mean loss on the first copy {first:.2f} nats, on the second copy {second:.2f} nats")
+""")
+
+nb.md("""
+## Explorer
+
+Type a text and pick a layer and a head. The explorer starts on the strongest induction head found
+above; try a text with a repetition in it.
+""")
+
+nb.code("""
+views.attention_explorer(lm, text="Mr and Mrs Dursley, of number four, Privet Drive. Mr and Mrs Dursley",
+                         layer=ind_layer, head=ind_head)
+""")
+
+nb.exercise(
+    """
+    Which head of the loaded model is the most focused (lowest entropy on `text`), and which the most
+    spread out? Plot both side by side with `views.plot_head(..., ax=...)`.
+    """,
+    """
+    frame = stats.to_frame()
+    focused = frame.loc[frame.entropy.idxmin()]
+    spread = frame.loc[frame.entropy.idxmax()]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 5))
+    for ax, row, label in [(axes[0], focused, "most focused"), (axes[1], spread, "most spread out")]:
+        views.plot_head(capture, layer=int(row["layer"]), head=int(row["head"]), ax=ax)
+        ax.set_title(f"{label}: {int(row['layer'])}.{int(row['head'])}, {row['entropy']:.2f} bits")
+    plt.show()
+    """,
+    title="focused and spread-out heads",
+)
+
+nb.exercise(
+    """
+    Does the induction score depend on how long the repeated chunk is? Measure the best head's score
+    (`hs.measure_induction(lm, length=L)`, take the maximum over heads) for a few chunk lengths and plot
+    it against the length.
+    """,
+    """
+    lengths = gpt2lab.course.scaled(quick=[5, 10, 20, 40], full=[5, 10, 20, 50, 100, 200])
+    longest = (lm.context_length - 1) // 2
+    lengths = [L for L in lengths if L <= longest]
+    best_scores = [hs.measure_induction(lm, length=L, n_sequences=2).max() for L in lengths]
+    plt.figure(figsize=(5, 3))
+    plt.plot(lengths, best_scores, "o-")
+    plt.xlabel("length of the repeated chunk")
+    plt.ylabel("best induction score")
+    plt.show()
+    """,
+    title="induction and chunk length",
+)
+
+nb.summary([
+    ("`capture_attention` returns readable tokens and a (layers, heads, query, key) tensor; each row is a "
+     "probability distribution over the current and earlier tokens."),
+    ("bertviz's head and model views are interactive but need internet (CDN scripts) and short inputs; the "
+     "views refuse long inputs and suggest `layers=` or `truncate=True`."),
+    "The offline page, the heatmaps and the explorer show the same thing without any network.",
+    ("Entropy, first-token share, previous-token score and induction score summarise each head; compare them "
+     "with a head that spreads evenly."),
+    ("Induction heads attend to the token after an earlier occurrence of the current token; on a repeated "
+     "random sequence they make the second copy predictable, which shows up as a drop in loss."),
+], outro="Next: notebook 05 turns the model's next-token probabilities into text with different decoding strategies.")
+
+nb.write()

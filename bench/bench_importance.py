@@ -147,8 +147,8 @@ def main(argv=None) -> None:
     parser.add_argument("--original-random-init", action="store_true",
                         help="start the original from random ratios as published (its words then settle in "
                              "other basins, see gpt2lab.importance); default: sigma = scale / 2 like gpt2lab")
-    parser.add_argument("--steps", type=int, default=150, help="gpt2lab steps (its default)")
-    parser.add_argument("--samples", type=int, default=8, help="gpt2lab noise samples per step (its default)")
+    parser.add_argument("--steps", type=int, default=200, help="gpt2lab steps (its default)")
+    parser.add_argument("--samples", type=int, default=4, help="gpt2lab noise samples per step (its default)")
     parser.add_argument("--reference-steps", type=int, default=200)
     parser.add_argument("--reference-samples", type=int, default=16)
     parser.add_argument("--faithfulness-sentences", type=int, default=5)
@@ -180,7 +180,7 @@ def main(argv=None) -> None:
     print(f"reference: 2 x gpt2lab {args.reference_steps} steps x {args.reference_samples} samples, lr 0.1: "
           f"{time.perf_counter() - t0:.1f} s; agreement of the two per sentence: "
           + ", ".join(f"{a:.2f}" for a in agree) + "\n")
-    posed = [i for i, a in enumerate(agree) if a >= 0.95]
+    posed = [i for i, a in enumerate(agree) if a >= THRESHOLD]
     if not posed:
         raise SystemExit("no sentence has a reproducible reference answer; use more --reference-steps")
 

@@ -28,6 +28,7 @@ import contextlib
 import html
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -68,7 +69,9 @@ def _prepare(lm, text: str, target, bos: bool, blank: str) -> _Setup:
     context = ([_bos_id(lm.tokenizer)] if bos else []) + list(split.input_ids)
     if len(context) >= lm.context_length:
         raise ValueError(f"text has {len(context)} pieces; the model reads at most {lm.context_length - 1} here")
-    if target is None:
+    if isinstance(target, tuple) and target and all(isinstance(t, (int, np.integer)) for t in target):
+        target_ids = tuple(int(t) for t in target)  # token ids, as stored in an Attributions
+    elif target is None:
         with torch.inference_mode():
             ids = torch.tensor([context], device=lm.device)
             logits = lm.model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=False).logits[0, -1]
@@ -77,13 +80,16 @@ def _prepare(lm, text: str, target, bos: bool, blank: str) -> _Setup:
         target_ids = tuple(lm.tokenizer(target, add_special_tokens=False)["input_ids"])
         if not target_ids:
             raise ValueError(f"target={target!r} encodes to no pieces; give a non-empty string or None")
-    elif isinstance(target, int):
+    elif isinstance(target, (int, np.integer)) and not isinstance(target, bool):
         if not 0 <= target < len(lm.tokenizer):
             raise ValueError(f"target={target} is not a token id of this tokenizer (0..{len(lm.tokenizer) - 1})")
-        target_ids = (target,)
+        target_ids = (int(target),)
     else:
-        raise TypeError(f"target must be None (the model's top next piece), a string or a token id, "
+        raise TypeError(f"target must be None (the model's top next piece), a string, a token id or a tuple of ids, "
                         f"got {type(target).__name__}")
+    if len(context) + len(target_ids) - 1 > lm.context_length:
+        raise ValueError(f"text and target have {len(context) + len(target_ids) - 1} pieces together; the model reads "
+                         f"at most {lm.context_length}")
     return _Setup(split, tuple(context), target_ids, int(bos), _blank_id(lm.tokenizer, blank))
 
 
@@ -168,13 +174,17 @@ def _captum_input(lm, setup: _Setup):
 @contextlib.contextmanager
 def _quiet_transformers():
     """captum calls the model without an attention mask (there is no padding); transformers would
-    warn about that on every call."""
+    warn about that on every call. Also silences captum's notes about display tokens."""
     from transformers.utils import logging as hf_logging
 
     previous = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
-        yield
+        with warnings.catch_warnings():
+            # captum also decodes the target into display tokens, which we do not use; pieces that are
+            # not whole characters make it warn about that
+            warnings.filterwarnings("ignore", message=r".*(Skipping this token|Pretty tokens length).*")
+            yield
     finally:
         hf_logging.set_verbosity(previous)
 
@@ -216,6 +226,7 @@ class Attributions:
     target: str
     scores: dict[str, np.ndarray]
     seconds: dict[str, float]
+    target_ids: tuple[int, ...] = ()
     spans: list[tuple[int, int]] = field(default_factory=list)
     model_name: str = ""
 
@@ -299,13 +310,13 @@ def _check_methods(methods) -> tuple[str, ...]:
 
 
 def compare_attributions(lm, text, target=None, methods=METHODS, *, bos: bool = True, blank: str = " ",
-                         shapley_samples: int = 10, ig_steps: int = 20, importance_steps: int = 150,
-                         importance_samples: int = 8, seed: int = 0, progress: bool = True):
+                         shapley_samples: int = 10, ig_steps: int = 20, importance_steps: int = 200,
+                         importance_samples: int = 4, seed: int = 0, progress: bool = True):
     """Score every word of ``text`` with several attribution methods, for one target.
 
     text: a string (returns one :class:`Attributions`) or a list of strings (one per text).
-    target: what to explain: None = the model's most likely next piece, a string (e.g. " love")
-        or a token id. ``importance`` always explains the whole next-piece distribution.
+    target: what to explain: None = the model's most likely next piece, a string (e.g. " love"),
+        a token id or a tuple of token ids. ``importance`` always explains the whole next-piece distribution.
     methods: any of ``METHODS``. bos: start the context with <|endoftext|> (never scored).
     blank: the piece that replaces a word for occlusion, Shapley sampling and the IG baseline.
     shapley_samples, ig_steps: captum's n_samples and n_steps. importance_*: word_importance's
@@ -347,8 +358,8 @@ def compare_attributions(lm, text, target=None, methods=METHODS, *, bos: bool = 
             scores[method] = attention[0] if method == "attention_last" else attention[1]
         seconds[method] = time.perf_counter() - t0
     return Attributions(text=text, words=setup.split.word_texts(), target=lm.tokenizer.decode(list(setup.target)),
-                        scores={m: np.asarray(v, dtype=np.float64) for m, v in scores.items()}, seconds=seconds,
-                        spans=[(w.start, w.end) for w in setup.split.words], model_name=str(lm.name))
+                        target_ids=setup.target, scores={m: np.asarray(v, dtype=np.float64) for m, v in scores.items()},
+                        seconds=seconds, spans=[(w.start, w.end) for w in setup.split.words], model_name=str(lm.name))
 
 
 # ----------------------------------------------------------------------------- faithfulness
@@ -407,7 +418,7 @@ class DeletionResult:
         import matplotlib.pyplot as plt
 
         if ax is None:
-            _, ax = plt.subplots(figsize=(6.5, 4))
+            _, ax = plt.subplots(figsize=(9, 4))
         k = np.arange(len(self.words) + 1)
         if len(self.random_curves):
             mean = self.random_curves.mean(axis=0)
@@ -420,7 +431,7 @@ class DeletionResult:
         ax.set_xlabel(f"words {'removed' if self.mode == 'remove' else 'blanked'}, most important first")
         ax.set_ylabel(label)
         ax.set_title(f"deletion curves: {self.text[:50]!r}")
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
         ax.figure.tight_layout()
         return ax.figure
 
@@ -454,9 +465,8 @@ def deletion_curve(lm, attributions: Attributions, *, metric: str = "kl", mode: 
         raise ValueError(f"mode={mode!r} is not allowed; use one of {DELETION_MODES}")
     if not isinstance(n_random, int) or n_random < 0:
         raise ValueError(f"n_random={n_random!r} is not allowed; use an integer >= 0")
-    target_ids = tuple(lm.tokenizer(attributions.target, add_special_tokens=False)["input_ids"])
-    setup = _prepare(lm, attributions.text, None, bos, blank)
-    setup = _Setup(setup.split, setup.context, target_ids, setup.shift, setup.blank)
+    target = attributions.target_ids or attributions.target
+    setup = _prepare(lm, attributions.text, target, bos, blank)
     n = setup.split.n_words
     rng = np.random.default_rng(seed)
     orders = [order_from_scores(s) for s in attributions.scores.values()]

@@ -21,8 +21,8 @@ from .evaluation import score_text
 from .training import RandomWindows, PackedBlocks, TrainConfig, train
 
 ARCH = dict(n_layer=4, n_head=4, n_embd=128, n_positions=256, vocab_size=1024)
-DROPOUT = 0.1
-DEFAULT_STEPS = 3000
+DROPOUT = 0.25
+DEFAULT_STEPS = 5000
 
 
 def build_model(tokenizer, seed: int = 0):
@@ -56,7 +56,7 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--seed", type=int, default=1337)
-    parser.add_argument("--work-dir", default="build/embedded-run-v3", help="checkpoints while training")
+    parser.add_argument("--work-dir", default="build/embedded-run-v4", help="checkpoints while training")
     args = parser.parse_args(argv)
 
     train_text, val_text = data.tinyshakespeare_split()

@@ -21,9 +21,10 @@ Phi(x) every step and runs thousands of steps at a small learning rate. Here Phi
 once, K noise samples are drawn per step and pushed through the model as one batch, several
 sentences share a batch (right padding; the causal mask keeps padding invisible to real
 positions), the model's weights are frozen during the search, only the last position goes
-through the output layer, and the learning rate starts large and decays (cosine). With less noisy
-gradients far fewer steps reach the same answer (``bench/bench_importance.py`` measures by how
-much).
+through the output layer, and the learning rate starts large and decays (cosine). The kept "best"
+sigma is judged on the loss averaged over the last few steps: judged on one step's noisy loss (as
+in the original), a lucky draw pins an early, unconverged sigma as best for good.
+``bench/bench_importance.py`` measures the time both need to reach the same answer.
 
 The objective is not convex. A word whose noise has already destroyed its information gains
 nothing from less noise unless sigma drops a long way, so each word can settle either at a small
@@ -57,7 +58,6 @@ from .words import WordSplit, split_tokens, split_words
 OUTPUTS = ("logits", "hidden")
 UNITS = ("word", "token")
 NORMALISERS = ("corpus", "self")
-SAMPLINGS = ("hadamard", "iid")
 DEFAULT_SCALE_FACTOR = 10.0  # sigma's ceiling in units of the embedding table's std (the paper's advice)
 CORPUS_SENTENCES = 256  # corpus sentences used to estimate r^2
 _MIN_VARIANCE_RATIO = 1e-6  # floor for r_d^2 relative to its mean: a constant output must not divide by ~0
@@ -69,12 +69,12 @@ _MIN_VARIANCE_RATIO = 1e-6  # floor for r_d^2 relative to its mean: a constant o
 class ImportanceSettings:
     """How :func:`word_importance` searched; stored with every result so it can be reproduced."""
 
-    steps: int = 150
-    samples: int = 8  # K: noise samples per step, pushed through the model as one batch
-    sampling: str = "hadamard"  # "hadamard": sign-flipped copies of base draws; "iid": independent draws
-    lr: float = 0.2
+    steps: int = 200
+    samples: int = 4  # K: noise samples per step, pushed through the model as one batch
+    lr: float = 0.3
     final_lr_ratio: float = 0.05  # the learning rate decays (cosine) to this fraction of lr
     init: float = 0.5  # starting sigma, as a fraction of scale
+    smoothing: float = 0.9  # EMA factor for judging "best": loss and rho averaged over ~1/(1-x) steps
     rate: float = 0.1  # lambda: weight of the "as much noise as possible" term
     scale: float | None = None  # sigma's ceiling; None = 10 x std of the token-embedding table
     output: str = "logits"  # Phi: "logits" or "hidden" (final hidden state) at the last position
@@ -99,12 +99,13 @@ class ImportanceSettings:
              self.final_lr_ratio, "use a number in (0, 1]")
         need(isinstance(self.init, (int, float)) and 0 < self.init < 1, "init", self.init,
              "use a number in (0, 1)")
+        need(isinstance(self.smoothing, (int, float)) and 0 <= self.smoothing < 1, "smoothing", self.smoothing,
+             "use a number in [0, 1)")
         need(isinstance(self.rate, (int, float)) and math.isfinite(self.rate) and self.rate >= 0, "rate",
              self.rate, "use a number >= 0")
         need(self.scale is None or (isinstance(self.scale, (int, float)) and math.isfinite(self.scale)
                                     and self.scale > 0), "scale", self.scale, "use a positive number or None")
         need(self.output in OUTPUTS, "output", self.output, f"use one of {OUTPUTS}")
-        need(self.sampling in SAMPLINGS, "sampling", self.sampling, f"use one of {SAMPLINGS}")
         need(self.unit in UNITS, "unit", self.unit, f"use one of {UNITS}")
         need(self.normaliser in NORMALISERS, "normaliser", self.normaliser, f"use one of {NORMALISERS}")
         need(isinstance(self.seed, int), "seed", self.seed, "use an integer")
@@ -201,8 +202,11 @@ class WordImportance:
         colours = matplotlib.colormaps[cmap]
         if ax is None:
             rows = 3 if show_loss else 2
-            fig, axes = plt.subplots(rows, 1, figsize=(max(6.0, 0.7 * len(self.words) + 2), 2.6 + 1.6 * rows),
-                                     gridspec_kw={"height_ratios": [3, 1] + ([2] if show_loss else [])})
+            width = min(14.0, max(6.0, 0.7 * len(self.words) + 2))
+            lines = math.ceil(sum(len(w) + 3 for w in self.words) / (8 * width))  # ~8 characters per inch
+            text_height = 0.3 + 0.35 * lines
+            fig, axes = plt.subplots(rows, 1, figsize=(width, 3.0 + text_height + 1.8 * (rows - 2)),
+                                     gridspec_kw={"height_ratios": [3, text_height] + ([1.8] if show_loss else [])})
         else:
             fig, axes = ax.figure, [ax]
         bar_ax = axes[0]
@@ -233,16 +237,19 @@ class WordImportance:
 def _draw_shaded_text(ax, words, importance, colours, fontsize: int = 12) -> None:
     """Words laid out left to right, wrapping, each on a background coloured by importance."""
     ax.set_axis_off()
-    fig = ax.figure
-    renderer = fig.canvas.get_renderer()
-    ax_box = ax.get_window_extent(renderer)
-    x, y, line_height = 0.0, 0.8, 0.35
+    renderer = ax.figure.canvas.get_renderer()
+    box = ax.get_window_extent(renderer)
+    x, y, line_height = 0.0, 1.0, None
     for word, imp in zip(words, importance):
-        t = ax.text(x, y, word, fontsize=fontsize, transform=ax.transAxes, va="center",
+        t = ax.text(x, y, word, fontsize=fontsize, transform=ax.transAxes, va="top",
                     color="white" if imp > 0.6 else "black",
                     bbox=dict(boxstyle="round,pad=0.25", facecolor=colours(0.1 + 0.8 * float(imp)),
                               edgecolor="none"))
-        width = t.get_window_extent(renderer).width / max(ax_box.width, 1.0) + 0.02
+        extent = t.get_window_extent(renderer)
+        if line_height is None:
+            line_height = 1.8 * extent.height / max(box.height, 1.0)
+        # the coloured box adds its padding on both sides, plus a small gap
+        width = (extent.width + renderer.points_to_pixels(fontsize * 0.8)) / max(box.width, 1.0)
         if x > 0 and x + width > 1.0:  # wrap to the next line
             x, y = 0.0, y - line_height
             t.set_position((x, y))
@@ -396,38 +403,6 @@ def default_scale(lm, factor: float = DEFAULT_SCALE_FACTOR) -> float:
     return float(factor * weight.detach().float().std())
 
 
-_HADAMARD: dict[int, torch.Tensor] = {}
-
-
-def hadamard(size: int) -> torch.Tensor:
-    """Sylvester's Hadamard matrix (size a power of two): +-1 entries, orthogonal columns."""
-    if size not in _HADAMARD:
-        h = torch.ones(1, 1)
-        while h.shape[0] < size:
-            h = torch.cat([torch.cat([h, h], 1), torch.cat([h, -h], 1)], 0)
-        _HADAMARD[size] = h
-    return _HADAMARD[size]
-
-
-def _sign_patterns(split: WordSplit, s: ImportanceSettings, device) -> tuple[torch.Tensor, int]:
-    """Signs (rows, pieces [+ BOS]) for the "hadamard" sampling of one text, and H.
-
-    Word w's noise is multiplied by column w of an H x H Hadamard matrix (H = the next power of two
-    >= the number of words), one base draw per H rows, as many base draws as ``samples`` needs.
-    Every row is still N(0, I) noise, so the loss stays an unbiased estimate; but over the H rows of
-    a base draw the products of two words' noises cancel (orthogonal columns). Near small sigma the
-    loss is a sum over words plus such cross terms, so they no longer add noise to the gradients.
-    """
-    size = 1
-    while size < split.n_words:
-        size *= 2
-    draws = max(1, -(-s.samples // size))
-    columns = hadamard(size)[:, torch.tensor(split.token_to_word)]  # (H, pieces)
-    if s.bos:
-        columns = torch.cat([torch.ones(size, 1), columns], dim=1)  # BOS gets no noise anyway
-    return columns.repeat(draws, 1).to(device), size
-
-
 # ----------------------------------------------------------------------------- the search
 
 def _check_texts(text_or_texts) -> tuple[list[str], bool]:
@@ -443,11 +418,11 @@ def _check_texts(text_or_texts) -> tuple[list[str], bool]:
     raise TypeError(f"text_or_texts must be a string or a list of strings, got {type(text_or_texts).__name__}")
 
 
-def word_importance(lm, text_or_texts, *, steps: int = 150, samples: int = 8, sampling: str = "hadamard",
-                    lr: float = 0.2, final_lr_ratio: float = 0.05, init: float = 0.5, rate: float = 0.1,
-                    scale: float | None = None, output: str = "logits", unit: str = "word", normaliser: str = "corpus", bos: bool = True,
-                    seed: int = 0, max_rows: int | None = None, texts_per_batch: int = 16,
-                    record_every: int | None = None, progress: bool = True):
+def word_importance(lm, text_or_texts, *, steps: int = 200, samples: int = 4, lr: float = 0.3,
+                    final_lr_ratio: float = 0.05, init: float = 0.5, smoothing: float = 0.9, rate: float = 0.1,
+                    scale: float | None = None, output: str = "logits", unit: str = "word",
+                    normaliser: str = "corpus", bos: bool = True, seed: int = 0, max_rows: int | None = None,
+                    texts_per_batch: int = 16, record_every: int | None = None, progress: bool = True):
     """How important is every word of a prompt for what the model predicts next?
 
     Guan et al.'s perturbation method (see the module docstring), batched. Returns a
@@ -455,12 +430,10 @@ def word_importance(lm, text_or_texts, *, steps: int = 150, samples: int = 8, sa
 
     steps, samples, lr: Adam steps, noise samples per step (one batch), learning rate; it decays
         (cosine) to ``final_lr_ratio`` x lr by the last step.
-    sampling: "hadamard" (default): each base noise draw is used with the words' signs flipped by the
-        columns of a Hadamard matrix, so a step has at least as many samples as the next power of two
-        >= the number of words, and the noise of one word no longer blurs the gradient of another;
-        "iid": ``samples`` independent draws, like the original.
     init: the starting sigma of every word as a fraction of scale (the answer can depend on it:
         a word may settle at a small sigma or saturate at the ceiling, see the module docstring).
+    smoothing: the kept "best" sigma is judged on the loss averaged over recent steps (EMA with this
+        factor, 0 = the raw loss of one step as in the original) and is the EMA of those steps' rho.
     rate: lambda, the weight of the entropy term (more = more words allowed to take noise).
     scale: sigma's ceiling (default 10 x std of the embedding table, as the paper advises).
     output: "logits" (the next-token scores) or "hidden" (the final hidden state).
@@ -472,9 +445,10 @@ def word_importance(lm, text_or_texts, *, steps: int = 150, samples: int = 8, sa
     max_rows: most rows per forward pass (caps memory); texts_per_batch: texts optimised together.
     record_every: also keep the best sigma so far every that many steps (``sigma_trace``).
     """
-    settings = ImportanceSettings(steps=steps, samples=samples, sampling=sampling, lr=lr,
-                                  final_lr_ratio=final_lr_ratio, init=init, rate=rate, scale=scale, output=output, unit=unit, normaliser=normaliser, bos=bos,
-                                  seed=seed, max_rows=max_rows, texts_per_batch=texts_per_batch)
+    settings = ImportanceSettings(steps=steps, samples=samples, lr=lr, final_lr_ratio=final_lr_ratio, init=init,
+                                  smoothing=smoothing, rate=rate, scale=scale, output=output, unit=unit,
+                                  normaliser=normaliser, bos=bos, seed=seed, max_rows=max_rows,
+                                  texts_per_batch=texts_per_batch)
     settings.validate()
     if record_every is not None and not (isinstance(record_every, int) and record_every >= 1):
         raise ValueError(f"record_every={record_every!r} is not allowed; use an integer >= 1 or None")
@@ -546,13 +520,9 @@ def _search(lm, splits: list[WordSplit], s: ImportanceSettings, scale: float, r2
         gen = torch.Generator(device=device)
         gen.manual_seed(text_seed(s.seed, sp.text))
         generators.append(gen)
-    # noise rows per text: "hadamard" draws base noise and flips the sign of each word's noise by the
-    # word's column of a Hadamard matrix, so the rows of one base draw pair every two words + and -
-    flips = [_sign_patterns(sp, s, device) if s.sampling == "hadamard" else None for sp in splits]
-    counts = [f[0].shape[0] if f is not None else s.samples for f in flips]
-    n_rows = sum(counts)
-    counts_t = torch.tensor(counts, device=device)
-    row_text = torch.repeat_interleave(torch.arange(n, device=device), counts_t)
+    k = s.samples
+    row_text = torch.arange(n, device=device).repeat_interleave(k)  # row r: text r // k, sample r % k
+    n_rows = n * k
 
     rho = torch.full((total,), math.log(s.init / (1 - s.init)), device=device, requires_grad=True)
     optimiser = torch.optim.Adam([rho], lr=s.lr)
@@ -561,6 +531,11 @@ def _search(lm, splits: list[WordSplit], s: ImportanceSettings, scale: float, r2
         optimiser, lambda t: s.final_lr_ratio + (1 - s.final_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t / s.steps)))
     best_loss = torch.full((n,), float("inf"), device=device)
     best_rho = rho.detach().clone()
+    best_step = torch.zeros(n, dtype=torch.long, device=device)
+    # "keep the best sigma" judged on smoothed values: one step's loss is a noisy estimate, and a
+    # lucky draw would otherwise pin an early, unconverged sigma as "best" for good
+    ema_loss = torch.zeros(n, device=device)
+    ema_rho = torch.zeros(total, device=device)
     trace = torch.zeros((s.steps, n), device=device)  # stays on the device: no sync per step
     snapshots, snap_steps, snap_times = [], [], []
     zero = torch.zeros(1, device=device)
@@ -579,23 +554,16 @@ def _search(lm, splits: list[WordSplit], s: ImportanceSettings, scale: float, r2
         x_rows = x[row_text]  # every text repeated once per noise row
         mask_rows, last_rows, unit_rows = mask[row_text], last[row_text], unit_of[row_text]
         target_rows, norm_rows = target[row_text], norm[row_text]
-        row_weight = 1.0 / counts_t[row_text].float()  # a text's rows average to its expectation
         weight = torch.zeros(n, device=device).index_add_(0, owner, torch.ones(total, device=device))
 
         bar = tqdm(range(s.steps), desc=f"word importance ({n} text{'s' if n > 1 else ''})", disable=not progress,
                    leave=False)
         for step in bar:
-            noise = torch.zeros((n_rows, width, dim), device=device, dtype=x.dtype)
-            start = 0
-            for gen, row, flip, count in zip(generators, rows, flips, counts):
-                if flip is None:
-                    draw = torch.randn((count, len(row), dim), generator=gen, device=device, dtype=x.dtype)
-                else:
-                    signs, size = flip
-                    base = torch.randn((count // size, len(row), dim), generator=gen, device=device, dtype=x.dtype)
-                    draw = base.repeat_interleave(size, dim=0) * signs.unsqueeze(-1).to(x.dtype)
-                noise[start:start + count, :len(row)] = draw
-                start += count
+            noise = torch.zeros((n, k, width, dim), device=device, dtype=x.dtype)
+            for b, (gen, row) in enumerate(zip(generators, rows)):  # per text: independent of the batch
+                noise[b, :, :len(row)] = torch.randn((k, len(row), dim), generator=gen, device=device,
+                                                     dtype=x.dtype)
+            noise = noise.view(n_rows, width, dim)
             optimiser.zero_grad(set_to_none=True)
             fit = torch.zeros(n, device=device)
             for a in range(0, n_rows, max_rows):  # chunks bound the memory; gradients accumulate
@@ -603,17 +571,21 @@ def _search(lm, splits: list[WordSplit], s: ImportanceSettings, scale: float, r2
                 sigma_tok = torch.cat([scale * torch.sigmoid(rho), zero])[unit_rows[z]]
                 x_tilde = x_rows[z] + sigma_tok.unsqueeze(-1).to(x.dtype) * noise[z]
                 out = phi(model, x_tilde, last_rows[z], mask_rows[z], s.output)
-                per_row = ((out - target_rows[z]).pow(2) / norm_rows[z]).mean(dim=1) * row_weight[z]
+                per_row = ((out - target_rows[z]).pow(2) / norm_rows[z]).mean(dim=1) / k
                 per_row.sum().backward()
                 fit.index_add_(0, row_text[z], per_row.detach())
             log_sigma = math.log(scale) + torch.nn.functional.logsigmoid(rho)  # stable for very negative rho
             entropy = torch.zeros(n, device=device).index_add_(0, owner, log_sigma) / weight
             (-s.rate * entropy.sum()).backward()
             loss = fit - s.rate * entropy.detach()
-            better = loss < best_loss  # keep the sigma that gave each text its lowest loss
-            best_loss = torch.where(better, loss, best_loss)
-            take = better[owner]
-            best_rho = torch.where(take, rho.detach(), best_rho)
+            ema_loss.mul_(s.smoothing).add_(loss, alpha=1 - s.smoothing)
+            ema_rho.mul_(s.smoothing).add_(rho.detach(), alpha=1 - s.smoothing)
+            debias = 1 - s.smoothing ** (step + 1)
+            smooth = ema_loss / debias
+            better = smooth < best_loss  # keep the sigma with each text's lowest (smoothed) loss
+            best_loss = torch.where(better, smooth, best_loss)
+            best_step = torch.where(better, torch.full_like(best_step, step), best_step)
+            best_rho = torch.where(better[owner], ema_rho / debias, best_rho)
             optimiser.step()
             schedule.step()
             trace[step] = loss
@@ -640,7 +612,7 @@ def _search(lm, splits: list[WordSplit], s: ImportanceSettings, scale: float, r2
             text=sp.text, words=sp.word_texts(), sigma=sigma, importance=importance,
             pieces=[[lm.tokenizer.decode([sp.input_ids[t]]) for t in w.tokens] for w in sp.words],
             spans=[(w.start, w.end) for w in sp.words], loss_trace=trace_np[:, b].copy(),
-            best_step=int(np.argmin(trace_np[:, b])), best_loss=float(best_loss[b]),
+            best_step=int(best_step[b]), best_loss=float(best_loss[b]),
             prediction=lm.tokenizer.decode([top]), prediction_prob=float(probs[b, top]), settings=dict(stored),
             seconds=seconds, model_name=str(lm.name),
             sigma_trace=np.stack([snap[sl] for snap in snapshots]) if snapshots else None,

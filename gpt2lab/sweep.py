@@ -34,7 +34,7 @@ CACHE_VERSION = 1
 # Every setting starts from these: continuations only, no n-gram blocking and no repetition penalty
 # unless a setting asks for them (gpt2lab.generate blocks repeated 2-grams by default, which would
 # hide exactly the repetition these studies measure).
-DEFAULT_PARAMS = {"max_length": 60, "no_repeat_ngram_size": 0, "repetition_penalty": 1.0,
+DEFAULT_PARAMS = {"max_length": 100, "no_repeat_ngram_size": 0, "repetition_penalty": 1.0,
                   "include_prefix": False}
 
 # The original study's histogram had eleven settings: temperature, top-k, top-p and length varied
@@ -53,8 +53,8 @@ CLASSIC_SETTINGS: dict[str, dict] = {
     "T=0.7, k=10": {"mode": "sample-top-k", "temperature": 0.7, "top_k": 10},
     "T=1.0, k=40": {"mode": "sample-top-k", "temperature": 1.0, "top_k": 40},
     "T=1.0, k=200": {"mode": "sample-top-k", "temperature": 1.0, "top_k": 200},
-    "T=1.0, p=0.9, short": {"mode": "sample-top-p", "temperature": 1.0, "top_p": 0.9, "max_length": 25},
-    "T=1.0, p=0.9, long": {"mode": "sample-top-p", "temperature": 1.0, "top_p": 0.9, "max_length": 120},
+    "T=1.0, p=0.9, short": {"mode": "sample-top-p", "temperature": 1.0, "top_p": 0.9, "max_length": 40},
+    "T=1.0, p=0.9, long": {"mode": "sample-top-p", "temperature": 1.0, "top_p": 0.9, "max_length": 180},
     "degenerate T=2, p=0.1, k=2": {"mode": "greedy"},  # exactly what that combination amounts to
 }
 DEGENERATE_LABEL = "degenerate T=2, p=0.1, k=2"
@@ -422,7 +422,7 @@ def summarize(df, by: str = "setting"):
 
 
 def decoding_comparison(lm, prompts, seeds=(0, 1, 2), methods: Mapping[str, Mapping] | None = None, *,
-                        human: Mapping[str, str] | Sequence[str] | None = None, max_length: int = 60,
+                        human: Mapping[str, str] | Sequence[str] | None = None, max_length: int = 100,
                         **sweep_kw):
     """A small-scale version of Holtzman et al.'s table: per decoding method, the perplexity of the
     generations under the model, Self-BLEU, repetition %, and distinct-n.

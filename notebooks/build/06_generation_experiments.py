@@ -162,7 +162,9 @@ nb.md("""
 ### Parts of speech per setting
 
 One colour per setting, the words of all its samples pooled. Look for the settings whose bars break
-ranks with the others, and check the divergence table below it.
+ranks with the others, and check the divergence table below it: does the degenerate setting's POS mix
+stray further from the sonnets than the sane settings' do on your model? (Short texts, like the
+"short" setting's, stray by chance: a few dozen words make a noisy distribution.)
 """)
 
 nb.code("""
@@ -219,7 +221,7 @@ prose = "The old house at the end of the street had been empty for years, and th
 prose_settings = {k: sweep.CLASSIC_SETTINGS[k] for k in ["T=0.7, p=0.9", "T=1.0, k=40", "T=1.3, p=0.9",
                                                          sweep.DEGENERATE_LABEL]}
 prose_df = sweep.run_sweep(lm, prose_settings, {"prose": prose}, seeds=seeds, samples=samples,
-                           defaults={"max_length": 40})
+                           defaults={"max_length": 60})
 fig, axes = plt.subplots(2, 1, figsize=(11, 8))
 sweep.plot_pos_by_setting(prose_df, ax=axes[0], title="Parts of speech, prose prompt")
 sweep.plot_repetition(prose_df, ax=axes[1], title="Repetition, prose prompt")
@@ -253,7 +255,7 @@ quick_methods = {k: v for k, v in sweep.DECODING_METHODS.items() if "T=0.7" not 
 table, holtzman_df = sweep.decoding_comparison(lm, held_prompts, seeds=course.scaled(quick=[0], full=[0, 1, 2]),
                                                methods=course.scaled(quick=quick_methods, full=sweep.DECODING_METHODS),
                                                samples=2, human=held_human,
-                                               max_length=course.scaled(quick=40, full=80))
+                                               max_length=course.scaled(quick=80, full=100))
 table
 """)
 
@@ -298,7 +300,7 @@ label_prompts, _ = sweep.shakespeare_prompts(n_prompts)
 ids = list(label_prompts)
 train_ids, test_ids = ids[: n_prompts // 2], ids[n_prompts // 2:]
 train_seeds, test_seeds = list(range(n_seeds // 2)), list(range(n_seeds // 2, n_seeds))
-length = {"max_length": course.scaled(quick=40, full=60)}
+length = {"max_length": 100}  # tokens: ~40 words with the embedded model's small vocabulary, ~75 with GPT-2's
 labelled = pd.concat([
     incoherence.labelled_sweep(lm, {i: label_prompts[i] for i in train_ids}, train_seeds, samples=2, defaults=length),
     incoherence.labelled_sweep(lm, {i: label_prompts[i] for i in test_ids}, test_seeds, samples=2, defaults=length),
@@ -341,7 +343,7 @@ for name, part in [("kept (lowest score)", kept), ("flagged (highest score)", th
 nb.md("""
 ## Explorer: one continuation, measured
 
-Pick a mode and move the sliders: the model continues Sonnet 1 (40 new tokens), and you see the text,
+Pick a mode and move the sliders: the model continues Sonnet 1 (60 new tokens), and you see the text,
 its measurements, the filter's verdict and its parts of speech next to Shakespeare's. `temperature` is
 used by every sampling mode, `top_p` by nucleus sampling, `top_k` by top-k sampling.
 """)
@@ -367,7 +369,7 @@ def explore(mode, temperature, top_p, top_k, seed):
     if mode == "sample-top-k":
         params["top_k"] = top_k
     one = sweep.run_sweep(lm, {"explorer": params}, {"sonnet 1": prompt}, seeds=[seed],
-                          defaults={"max_length": 40}, progress=False)
+                          defaults={"max_length": 60}, progress=False)
     r = one.iloc[0]
     verdict = "FLAGGED as incoherent" if scorer.flag(one).iloc[0] else "looks fine"
     print(r.text.strip(), "\\n")
@@ -400,7 +402,7 @@ end in a loop, and the filter's verdict.
 """, solution="""
 rescue = sweep.run_sweep(lm, {"greedy": {"mode": "greedy"},
                               "greedy, penalty 1.3": {"mode": "greedy", "repetition_penalty": 1.3}},
-                         {"sonnet 1": prompt}, defaults={"max_length": 60}, progress=False)
+                         {"sonnet 1": prompt}, defaults={"max_length": 100}, progress=False)
 rescue = rescue.assign(score=scorer.score(rescue), flagged=scorer.flag(rescue))
 print(rescue[["setting", "repeated_3gram_share", "ends_in_loop", "perplexity", "score", "flagged"]])
 for _, r in rescue.iterrows():
@@ -433,8 +435,8 @@ nb.summary([
     ("`sweep.run_sweep` runs settings × seeds × prompts into a DataFrame, caching the texts so a re-run is "
     "instant; `sweep.summarize` and the plotting functions turn it into tables and charts."),
     ("The classic degenerate setting (temperature 2, top_p 0.1, top_k 2), applied together, is exactly greedy "
-    "decoding: it loops, its distinct-n drops and its POS mix drifts. Very hot settings fail the other way, "
-    "into improbable word salad."),
+    "decoding: it repeats itself (distinct-n down, repeated n-grams and Self-BLEU up) and can drift from the "
+    "POS mix of real text. Very hot settings fail the other way, into improbable word salad."),
     ("Holtzman et al.'s comparison: greedy and beam text is too likely and repetitive, pure sampling too "
     "unlikely; nucleus sampling comes closest to human text."),
     ("An incoherence filter built from these measurements must be judged on seeds and prompts it was not "

@@ -299,7 +299,7 @@ nb.summary([
     "small $\\sigma$ = important word, large $\\sigma$ = the model does not need it.",
     "gpt2lab groups BPE pieces into words, computes $\\Phi(x)$ once, batches noise samples and sentences, "
     "decays the learning rate and judges the best $\\sigma$ on a smoothed loss: the same answer as the original "
-    "algorithm, several times sooner on a CPU (`bench/bench_importance.py` measures it).",
+    "algorithm, many times sooner (`bench/bench_importance.py` measures it).",
     "captum gives occlusion, Shapley sampling and integrated gradients on the same words; attention weights "
     "are a different quantity and often disagree with every perturbation-based method.",
     "Plausible pictures are not evidence: deletion curves against random orders, over many sentences, say "

@@ -136,13 +136,14 @@ def write_model_card(folder: str | Path) -> Path:
         f"| training time | {stats['train_seconds'] / 60:.1f} min on {stats['machine']} (a 2-core machine) |",
         f"| held-out loss | {stats['val_loss_nats_per_token']} nats/token, **{stats['val_bits_per_char']} bits/char** "
         f"(sliding window, stride {stats['val_stride']}) |",
-        f"| files | " + ", ".join(f"{k} ({v / 1e6:.2f} MB)" for k, v in sorted(sizes.items()) if k != "MODEL_CARD.md")
+        "| files | " + ", ".join(f"{k} ({v / 1e6:.2f} MB)" for k, v in sorted(sizes.items()) if k != "MODEL_CARD.md")
         + f"; total {sum(v for k, v in sizes.items() if k != 'MODEL_CARD.md') / 1e6:.2f} MB |",
         "| weights | float16 safetensors (loaded as float32 by gpt2lab) |",
         "",
         "## Reproduce", "",
         "```bash", f"GPT2LAB_DATA_MIRROR=../shared/data {stats['command']}", "```", "",
-        "(`gpt2lab/embedded_recipe.py`; the data are fetched and checksum-verified by `gpt2lab.data`.)", "",
+        "(`gpt2lab/embedded_recipe.py`; the data are fetched and checksum-verified by `gpt2lab.data`.)",
+        *([stats["note"], ""] if stats.get("note") else [""]),
     ]
     if evaluation:
         lines += ["## Against n-gram models (same split, measured in one run)", "",
@@ -150,9 +151,13 @@ def write_model_card(folder: str | Path) -> Path:
                   "| model | bits/char |", "|---|---|"]
         for row in sorted(evaluation["rows"], key=lambda r: r["bits_per_char"])[:8]:
             lines.append(f"| {row['model']} | {row['bits_per_char']:.4f} |")
-        lines += ["", f"Best n-gram: {evaluation['best_ngram']['model']} at "
-                      f"{evaluation['best_ngram']['bits_per_char']:.4f} bits/char; the embedded model reaches "
-                      f"{evaluation['embedded']['bits_per_char']:.4f}.", ""]
+        best, ours = evaluation["best_ngram"], evaluation["embedded"]
+        verdict = ("so it beats every n-gram model" if ours["bits_per_char"] < best["bits_per_char"] else
+                   "so it does **not** yet beat the best n-gram: on one million characters a Kneser-Ney "
+                   "6-gram, which memorises exact contexts, is a strong baseline, and this model had only a "
+                   "few minutes of a 2-core CPU; a longer run of the recipe is the known remedy")
+        lines += ["", f"Best n-gram: {best['model']} at {best['bits_per_char']:.4f} bits/char; the embedded "
+                      f"model reaches {ours['bits_per_char']:.4f}, {verdict}.", ""]
     lines += ["## Limits", "",
               "A 3.5M-parameter model that has read one million characters of Shakespeare: it writes speaker names,",
               "verse-shaped lines and Shakespearean words, but not sense. It knows nothing outside that corpus; use",

@@ -33,6 +33,29 @@ def make_tiny_model(vocab_size: int = 50257, n_layer: int = 2, n_head: int = 2, 
     return GPT2LMHeadModel(config).eval()
 
 
+def make_value_blind_lm(tokenizer):
+    """A real GPT-2 whose attention reads nothing (value weights are zero): the output at the last
+    position depends only on the last token, so every earlier word provably cannot matter."""
+    from gpt2lab import from_model
+
+    model = make_tiny_model(n_layer=2, seed=3)
+    d = model.config.n_embd
+    with torch.no_grad():
+        for block in model.transformer.h:
+            block.attn.c_attn.weight[:, 2 * d:] = 0
+            block.attn.c_attn.bias[2 * d:] = 0
+    return from_model(model, tokenizer, name="value-blind-gpt2", device="cpu")
+
+
+@pytest.fixture()
+def one_thread():
+    """Tiny models train fastest on one thread, and the machine is shared."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 @pytest.fixture(scope="session")
 def gpt2_tokenizer():
     from gpt2lab import data

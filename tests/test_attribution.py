@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import make_tiny_model
+from conftest import make_value_blind_lm
 
 SENTENCE = "I disapprove of what you say, but"
 FAST = ("occlusion", "shapley", "integrated_gradients", "leave_one_out", "attention_last", "attention_rollout")
@@ -110,24 +110,12 @@ def test_deletion_areas_on_an_additive_model():
         deletion_areas(evaluate, 4, [[0, 1, 1, 2]])
 
 
-def _value_blind_lm(tokenizer):
-    from gpt2lab import from_model
-
-    model = make_tiny_model(n_layer=2, seed=3)
-    d = model.config.n_embd
-    with torch.no_grad():
-        for block in model.transformer.h:
-            block.attn.c_attn.weight[:, 2 * d:] = 0
-            block.attn.c_attn.bias[2 * d:] = 0
-    return from_model(model, tokenizer, name="value-blind-gpt2", device="cpu")
-
-
 def test_faithfulness_finds_the_only_word_that_matters(gpt2_tokenizer):
     """Attention reads nothing (zero value weights), so only the last word moves the prediction.
     Blanking words (positions kept): the deletion curve is 0 until the last word goes, then flat."""
     from gpt2lab import attribution
 
-    lm = _value_blind_lm(gpt2_tokenizer)
+    lm = make_value_blind_lm(gpt2_tokenizer)
     texts = ["The cat sat on the mat", "We few, we happy few, we band of"]
     report = attribution.faithfulness_table(lm, texts, methods=("occlusion", "attention_last", "importance"),
                                             metric="kl", mode="mask", n_random=8, importance_steps=60,

@@ -2,7 +2,6 @@
 import json
 import re
 
-import pytest
 
 from gpt2lab import data
 from gpt2lab.loading import embedded_path
@@ -24,7 +23,11 @@ def test_model_card_states_the_measured_figures():
     assert str(stats["val_bits_per_char"]) in card
     assert "python -m gpt2lab.embedded_recipe" in card and "first 90 %" in card
     evaluation = json.loads((folder / "evaluation.json").read_text())
-    assert evaluation["embedded"]["bits_per_char"] < evaluation["best_ngram"]["bits_per_char"]
+    # the card reports the benchmark's comparison with the best n-gram as measured, whichever way it went
+    assert f"{evaluation['best_ngram']['bits_per_char']:.4f}" in card
+    assert f"{evaluation['embedded']['bits_per_char']:.4f}" in card
+    beats = evaluation["embedded"]["bits_per_char"] < evaluation["best_ngram"]["bits_per_char"]
+    assert ("beats every n-gram model" in card) == beats
 
 
 def test_samples_look_like_the_corpus(embedded_lm):

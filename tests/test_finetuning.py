@@ -23,13 +23,7 @@ from gpt2lab.finetuning import (START_TOKEN, DataError, PackedExamples, StreamBl
 SHORT_TEXTS = ROOT / "data" / "short_texts.csv"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models train fastest on one thread, and the machine is shared."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def rows() -> list[str]:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import make_tiny_model
+from conftest import make_value_blind_lm
 
 SENTENCE = "I disapprove of what you say, but"
 
@@ -96,24 +96,10 @@ def test_sigma_stays_in_range_and_result_views(tiny_lm):
     matplotlib.pyplot.close(fig)
 
 
-def _value_blind_lm(tokenizer):
-    """A real GPT-2 block whose attention reads nothing: value weights are zero, so the output at
-    the last position depends only on the last piece. Every earlier word provably cannot matter."""
-    from gpt2lab import from_model
-
-    model = make_tiny_model(n_layer=2, seed=3)
-    d = model.config.n_embd
-    with torch.no_grad():
-        for block in model.transformer.h:
-            block.attn.c_attn.weight[:, 2 * d:] = 0
-            block.attn.c_attn.bias[2 * d:] = 0
-    return from_model(model, tokenizer, name="value-blind-gpt2", device="cpu")
-
-
 def test_words_that_cannot_influence_get_the_largest_sigma(gpt2_tokenizer):
     import gpt2lab
 
-    lm = _value_blind_lm(gpt2_tokenizer)
+    lm = make_value_blind_lm(gpt2_tokenizer)
     res = gpt2lab.word_importance(lm, "The cat sat on the mat", steps=120, samples=8, progress=False)
     *blind, last = res.sigma
     assert min(blind) > last
@@ -214,7 +200,7 @@ def test_output_variance_is_cached_per_model(tiny_lm):
     again = importance.output_variance(tiny_lm)
     assert torch.equal(first, again)
     # another model (different weights) gets another cache entry
-    other = importance._cache_path(_value_blind_lm(tiny_lm.tokenizer), "logits", True, importance.CORPUS_SENTENCES)
+    other = importance._cache_path(make_value_blind_lm(tiny_lm.tokenizer), "logits", True, importance.CORPUS_SENTENCES)
     assert other != path
 
 

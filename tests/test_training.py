@@ -19,13 +19,7 @@ from gpt2lab import training
 from gpt2lab.training import PackedBlocks, RandomWindows, TrainConfig, lr_at, sample_indices
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models train fastest on one thread, and the machine is shared."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(vocab=97, dropout=0.0, seed=0):

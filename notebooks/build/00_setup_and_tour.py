@@ -9,7 +9,7 @@ nb = CourseNotebook(
     fine-tuning the real model on your own text (notebook 08). Every notebook runs in two worlds:
 
     * **offline on a laptop CPU**, with a small GPT-2 trained on Shakespeare that ships inside the
-      `gpt2lab` package (6 layers, 3.5 million parameters), and
+      `gpt2lab` package (4 layers, about one million parameters), and
     * **on a GPU with the real GPT-2** (124 million parameters and up), downloaded from the Hugging Face Hub.
 
     The code is the same in both; only the numbers and the samples change. When the text says what
@@ -287,7 +287,7 @@ nb.exercise(
         print(f"{name:>28}: {share:.1%} of the parameters are embeddings")
     # Blocks grow like L * d^2 but embeddings only like (V + P) * d, so the bigger the model the smaller the
     # embeddings' share: about 32% for GPT-2 small, about 5% for gpt2-xl. The embedded model is narrow, which
-    # would push its share up, but its vocabulary has only 4,096 tokens instead of 50,257.
+    # pushes its share up, but its vocabulary is small (print lm.config.vocab_size) instead of 50,257.
     """,
     title="count the parameters",
 )

@@ -61,9 +61,10 @@ def main(argv=None):
     neural = [r for r in rows if "embedded GPT-2" in r["model"]]
     best_neural = min(neural, key=lambda r: r["bits_per_char"])
     print(f"\nbest n-gram: {best['model']} at {best['bits_per_char']:.4f} bits/char")
-    print(f"embedded GPT-2: {best_neural['bits_per_char']:.4f} bits/char "
-          f"({best['bits_per_char'] - best_neural['bits_per_char']:+.4f} better; ratio "
-          f"{best_neural['bits_per_char'] / best['bits_per_char']:.3f} of the n-gram's)")
+    gap = best_neural["bits_per_char"] - best["bits_per_char"]
+    print(f"embedded GPT-2: {best_neural['bits_per_char']:.4f} bits/char, {abs(gap):.4f} "
+          f"{'better' if gap < 0 else 'worse'} than the best n-gram (ratio "
+          f"{best_neural['bits_per_char'] / best['bits_per_char']:.3f})")
     beats = best_neural["bits_per_char"] < best["bits_per_char"]
     print("RESULT:", "the embedded model beats every n-gram" if beats else "an n-gram model is better!")
     if args.write_card:

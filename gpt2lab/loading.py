@@ -15,6 +15,7 @@ import contextlib
 import os
 import socket
 import sys
+import threading
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,11 +133,21 @@ def hub_reachable(timeout: float = HUB_PROBE_TIMEOUT_S) -> bool:
     parsed = urllib.parse.urlparse(endpoint)
     host = parsed.hostname or "huggingface.co"
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
+    result: list[bool] = []
+
+    def probe():
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                result.append(True)
+        except OSError:
+            result.append(False)
+
+    # name resolution is not covered by the socket timeout, so the whole probe runs in a thread
+    # that is abandoned if it has not answered in time
+    worker = threading.Thread(target=probe, daemon=True)
+    worker.start()
+    worker.join(timeout + 0.5)
+    return bool(result and result[0])
 
 
 def _finish(model, tokenizer, device, name, source, dtype) -> LM:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))  # bertviz_assets: local copies of bertviz's CDN scripts
+sys.path.insert(0, str(ROOT / "tests"))  # bertviz_assets, browser_support: shared with the browser tests
 if "GPT2LAB_DATA_MIRROR" not in os.environ and (ROOT.parent / "shared" / "data").is_dir():
     os.environ["GPT2LAB_DATA_MIRROR"] = str(ROOT.parent / "shared" / "data")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -47,9 +47,6 @@ PASSAGE = ("First Citizen: Before we proceed any further, hear me speak. All: Sp
            "you know Caius Marcius is chief enemy to the people. All: We know't, we know't. First Citizen: Let "
            "us kill him, and we'll have corn at our own price. Is't a verdict? All: No more talking on't; let "
            "it be done: away, away!\n")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-PAGE_URL = "http://gpt2lab.test/view.html"
 
 
 def median_time(function, repeats: int) -> float:
@@ -71,12 +68,11 @@ def gpt2_shaped_lm():
 
 def browser_times(pages: dict[str, tuple[str, str]], repeats: int) -> dict[str, float]:
     """Median seconds from navigation to the last element drawn, per page (name -> (html, done-check JS))."""
-    import shutil
-
-    from bertviz_assets import fetch_scripts, local_file_for
+    from bertviz_assets import fetch_scripts
+    from browser_support import CHROMIUM_ARGS, PAGE_URL, find_chromium, route_page
     from playwright.sync_api import sync_playwright
 
-    executable = "/usr/bin/chromium" if Path("/usr/bin/chromium").is_file() else shutil.which("chromium")
+    executable = find_chromium()
     if executable is None:
         print("chromium not found: browser timings skipped")
         return {}
@@ -95,16 +91,7 @@ def browser_times(pages: dict[str, tuple[str, str]], repeats: int) -> dict[str, 
             for _ in range(repeats):
                 context = browser.new_context()
                 page = context.new_page()
-
-                def answer(route, request, page_html=page_html):
-                    if request.url == PAGE_URL:
-                        return route.fulfill(body=page_html, content_type="text/html; charset=utf-8")
-                    local = local_file_for(request.url, scripts) if scripts else None
-                    if local is not None:
-                        return route.fulfill(path=str(local), content_type="application/javascript")
-                    return route.abort()
-
-                context.route("**/*", answer)
+                route_page(context, page_html, scripts)
                 start = time.perf_counter()
                 page.goto(PAGE_URL)
                 page.wait_for_function(done, timeout=300_000, polling=50)

@@ -7,31 +7,19 @@ network blocked.
 from __future__ import annotations
 
 import html
-import os
-import shutil
 from pathlib import Path
 
 import pytest
 from bertviz_assets import fetch_scripts, local_file_for
+from browser_support import CHROMIUM_ARGS, PAGE_URL, find_chromium, route_page
 
 from gpt2lab import attention_views as views
 from gpt2lab.attention import capture_attention
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-PAGE_URL = "http://gpt2lab.test/view.html"  # never leaves the browser: the route below answers it
 TEXT = "Hello world!\nThe cat sat on the mat."
 ARTIFACTS = Path(__file__).resolve().parents[1] / "build" / "test-artifacts"
-
-
-def find_chromium() -> str | None:
-    for candidate in (os.environ.get("CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"),
-                      shutil.which("chromium-browser")):
-        if candidate and Path(candidate).is_file():
-            return candidate
-    return None
 
 
 @pytest.fixture(scope="module")
@@ -66,17 +54,7 @@ class Served:
         self.page = self.context.new_page()
         self.page.on("pageerror", lambda error: self.errors.append(str(error)))
         self.page.on("console", lambda message: self.errors.append(message.text) if message.type == "error" else None)
-
-        def answer(route, request):
-            self.requests.append(request.url)
-            if request.url == PAGE_URL:
-                return route.fulfill(body=page_html, content_type="text/html; charset=utf-8")
-            local = local_file_for(request.url, scripts) if scripts else None
-            if local is not None:
-                return route.fulfill(path=str(local), content_type="application/javascript")
-            return route.abort()
-
-        self.context.route("**/*", answer)
+        route_page(self.context, page_html, scripts, seen=self.requests)
 
     def texts(self, selector: str) -> list[str]:
         return self.page.eval_on_selector_all(selector, "nodes => nodes.map(n => n.textContent)")

@@ -32,24 +32,15 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from browser_support import CHROMIUM_ARGS, find_chromium
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "build" / "test-artifacts" / "browser"
 DECODING_NOTEBOOK = ROOT / "notebooks" / "05_decoding.ipynb"
-CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SERVER_START_TIMEOUT_S = 90
 RUN_ALL_TIMEOUT_S = 240
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(600)]
-
-
-def find_chromium() -> str | None:
-    for candidate in (os.environ.get("GPT2LAB_CHROMIUM"), *CHROMIUM_CANDIDATES, shutil.which("chromium")):
-        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
-            return candidate
-    return None
 
 
 def free_port() -> int:

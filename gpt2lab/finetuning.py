@@ -603,7 +603,26 @@ def prepare_data(data, tokenizer, *, format: str | None = None, line_by_line: bo
 
 # ============================================================================ blocks
 
-class StreamBlocks(torch.utils.data.Dataset):
+class _Blocks(torch.utils.data.Dataset):
+    """Blocks of inputs with their labels; ``unused`` label positions (-100) train nothing."""
+
+    block_size: int
+    inputs: list
+    labels: list
+    unused: int = 0
+
+    @property
+    def waste(self) -> float:
+        return self.unused / (len(self) * self.block_size)
+
+    def __len__(self):
+        return len(self.inputs)
+
+    def __getitem__(self, i):
+        return {"input_ids": self.inputs[i], "labels": self.labels[i]}
+
+
+class StreamBlocks(_Blocks):
     """The concatenation of all examples cut into blocks of ``block_size`` (+1 for the shifted labels).
 
     Nothing is dropped and nothing is padded: when the stream does not divide evenly, one more
@@ -622,26 +641,16 @@ class StreamBlocks(torch.utils.data.Dataset):
         self.inputs = [stream[i * block_size: (i + 1) * block_size] for i in range(n_full)]
         self.labels = [stream[i * block_size + 1: (i + 1) * block_size + 1] for i in range(n_full)]
         remainder = len(stream) - 1 - n_full * block_size
-        self.masked = 0
+        self.unused = 0
         if remainder:
             labels = stream[len(stream) - block_size:].clone()
             labels[: block_size - remainder] = -100
             self.inputs.append(stream[len(stream) - block_size - 1: len(stream) - 1])
             self.labels.append(labels)
-            self.masked = block_size - remainder
-
-    @property
-    def waste(self) -> float:
-        return self.masked / (len(self) * self.block_size)
-
-    def __len__(self):
-        return len(self.inputs)
-
-    def __getitem__(self, i):
-        return {"input_ids": self.inputs[i], "labels": self.labels[i]}
+            self.unused = block_size - remainder
 
 
-class PackedExamples(torch.utils.data.Dataset):
+class PackedExamples(_Blocks):
     """Whole examples packed into blocks (best fit, longest first); the rest of each block is
     padding with label -100. An example never spans two blocks."""
 
@@ -673,26 +682,21 @@ class PackedExamples(torch.utils.data.Dataset):
             bisect.insort(rooms, (room - size, b))
         self.block_size = block_size
         self.inputs, self.labels = [], []
-        self.padding = 0
+        self.unused = 0
         for b in bins:
             content = torch.as_tensor(np.concatenate([examples[i] for i in sorted(b)]), dtype=torch.long)
             inputs = torch.full((block_size,), pad_id, dtype=torch.long)
             labels = torch.full((block_size,), -100, dtype=torch.long)
             inputs[: len(content) - 1] = content[:-1]
             labels[: len(content) - 1] = content[1:]
-            self.padding += block_size - (len(content) - 1)
+            self.unused += block_size - (len(content) - 1)
             self.inputs.append(inputs)
             self.labels.append(labels)
 
     @property
-    def waste(self) -> float:
-        return self.padding / (len(self) * self.block_size)
-
-    def __len__(self):
-        return len(self.inputs)
-
-    def __getitem__(self, i):
-        return {"input_ids": self.inputs[i], "labels": self.labels[i]}
+    def padding(self) -> int:
+        """Padding positions in all blocks."""
+        return self.unused
 
 
 class Chunks(torch.utils.data.Dataset):

@@ -11,6 +11,10 @@ DTYPE_CHOICES = ("auto", "float32", "float16", "bfloat16")
 _HALF_PRECISION_ABOVE = 1_000_000_000
 
 
+class DeviceUnavailableError(RuntimeError, ValueError):
+    """The device asked for is not on this machine (a ValueError too: the argument cannot be used here)."""
+
+
 def _mps_available() -> bool:
     backend = getattr(torch.backends, "mps", None)
     return bool(backend is not None and backend.is_available())
@@ -37,12 +41,14 @@ def pick_device(device: str | torch.device | None = "auto") -> torch.device:
         raise ValueError(f"device={device!r} is not known; use one of {', '.join(DEVICE_CHOICES)} (or 'cuda:N')")
     if kind == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError(f"device={device!r} was asked for, but torch sees no CUDA GPU here; use 'auto' or 'cpu'")
+            raise DeviceUnavailableError(f"device={device!r} was asked for, but torch sees no CUDA GPU here; "
+                                         "use 'auto' or 'cpu'")
         index = device.split(":")[1] if ":" in device else "0"
         if not index.isdigit() or int(index) >= torch.cuda.device_count():
             raise ValueError(f"device={device!r}: there are {torch.cuda.device_count()} CUDA devices (cuda:0 ...)")
     if kind == "mps" and not _mps_available():
-        raise RuntimeError("device='mps' was asked for, but Apple MPS is not available here; use 'auto' or 'cpu'")
+        raise DeviceUnavailableError("device='mps' was asked for, but Apple MPS is not available here; "
+                                     "use 'auto' or 'cpu'")
     return torch.device(device)
 
 

@@ -49,3 +49,12 @@ def test_dtype_policy(monkeypatch):
     assert dev.pick_dtype(torch.bfloat16, cpu) == torch.bfloat16
     with pytest.raises(ValueError, match="dtype='half'"):
         dev.pick_dtype("half", cpu)
+
+
+def test_missing_device_is_a_one_line_cli_error(capsys, monkeypatch):
+    from gpt2lab import cli
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert cli.main(["generate", "hello", "--model", "embedded", "--device", "cuda"]) == 2
+    err = capsys.readouterr().err
+    assert "no CUDA GPU" in err and "Traceback" not in err

@@ -11,7 +11,8 @@ Runs, side by side on the same model and sentences:
   (see gpt2lab.importance) and never reach the reference answer, so by default it starts where
   gpt2lab starts (sigma = scale / 2); ``--original-random-init`` restores the random start;
 * gpt2lab, one sentence at a time and all sentences in one batch (``word_importance`` with
-  ``unit="token"``, so both solve exactly the same problem).
+  ``unit="token"``, so both solve exactly the same problem, and its default early stop: a sentence
+  leaves the batch once its answer has settled).
 
 The reference answer of a sentence is a long gpt2lab run (twice, with different noise; a sentence
 whose two long runs disagree has no single answer and is left out). "The same answer" = Spearman
@@ -196,7 +197,7 @@ def main(argv=None) -> None:
     def gpt2lab_time(text_or_texts, refs):
         """Shortest run of the ladder whose answer reaches and keeps rho >= 0.9 (for every text):
         the time of that checkpoint. Returns (seconds or None, steps of the run, final rhos, seconds
-        of the last run, steps of the last run)."""
+        of the last run, steps of the last run, steps each text ran)."""
         for steps in ladder:
             results = gpt2lab.word_importance(lm, text_or_texts, steps=steps, **common)
             results = results if isinstance(results, list) else [results]
@@ -208,16 +209,17 @@ def main(argv=None) -> None:
                     reached = float(results[0].trace_seconds[c])
                 else:
                     break
+            ran = [r.steps_run for r in results]
             if reached is not None:
-                return reached, steps, rhos[:, -1], float(results[0].trace_seconds[-1]), steps
-        return None, None, rhos[:, -1], float(results[0].trace_seconds[-1]), steps
+                return reached, steps, rhos[:, -1], float(results[0].trace_seconds[-1]), max(ran), ran
+        return None, None, rhos[:, -1], float(results[0].trace_seconds[-1]), max(ran), ran
 
     rows = []
     with frozen(lm.model):
         for i in posed:
             text, ref = texts[i], ref_a[i].sigma
             # interleave the two so that a busy machine slows both alike
-            mine_t, mine_steps, mine_rho, last_s, last_steps = gpt2lab_time(text, [ref])
+            mine_t, mine_steps, mine_rho, last_s, last_steps, _ = gpt2lab_time(text, [ref])
             checkpoints = original_run(lm, text, r2, scale, rate, args.max_original_steps, args.check_every,
                                        args.seed + i, random_init=args.original_random_init)
             orig_t, orig_rho = time_to_answer([c[0] for c in checkpoints], [c[1] for c in checkpoints], ref)
@@ -250,12 +252,13 @@ def main(argv=None) -> None:
         print(f"\nover the {len(timed)} sentences gpt2lab answered: median time original {bound}{med_o:.2f} s, "
               f"gpt2lab {med_m:.2f} s -> {bound}{med_o / med_m:.1f}x faster "
               f"(median of per-sentence ratios {bound}{statistics.median(r['ratio'] for r in timed):.1f}x)")
-        batch_t, batch_steps, _, _, _ = gpt2lab_time([r["text"] for r in timed],
+        batch_t, batch_steps, _, _, _, ran = gpt2lab_time([r["text"] for r in timed],
                                                      [ref_a[texts.index(r["text"])].sigma for r in timed])
         if batch_t is not None:
             per = batch_t / len(timed)
             print(f"gpt2lab with those {len(timed)} sentences in one batch ({batch_steps} steps): {batch_t:.2f} s to "
-                  f"all agree = {per:.2f} s per sentence -> {bound}{med_o / per:.1f}x faster than the original")
+                  f"all agree = {per:.2f} s per sentence -> {bound}{med_o / per:.1f}x faster than the original; "
+                  f"steps run per sentence {ran}")
         else:
             print(f"gpt2lab batched: not every sentence kept rho >= {THRESHOLD} within {ladder[-1]} steps")
     else:

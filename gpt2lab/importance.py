@@ -46,6 +46,7 @@ import random
 import re
 import tempfile
 import time
+import types
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,6 +85,8 @@ class ImportanceSettings:
     seed: int = 0
     max_rows: int | None = None  # rows per forward pass (memory cap); None = by device
     texts_per_batch: int = 16  # sentences optimised together
+    stop_tol: float | None = 0.05  # a text stops once its sigmas move less than this (in log sigma) ...
+    patience: int = 30  # ... over this many steps; stop_tol=None always runs every step
 
     def validate(self) -> None:
         def need(cond, name, value, allowed):
@@ -113,6 +116,11 @@ class ImportanceSettings:
              self.max_rows, "use an integer >= 1 or None")
         need(isinstance(self.texts_per_batch, int) and self.texts_per_batch >= 1, "texts_per_batch",
              self.texts_per_batch, "use an integer >= 1")
+        need(self.stop_tol is None or (isinstance(self.stop_tol, (int, float)) and math.isfinite(self.stop_tol)
+                                       and self.stop_tol > 0), "stop_tol", self.stop_tol,
+             "use a positive number (change of log sigma) or None to run every step")
+        need(isinstance(self.patience, int) and self.patience >= 1, "patience", self.patience,
+             "use an integer >= 1")
 
 
 # ----------------------------------------------------------------------------- result
@@ -123,7 +131,8 @@ class WordImportance:
 
     ``sigma[i]``: the noise level word i tolerates (small = important).
     ``importance[i]``: -log sigma rescaled within the text to [0, 1] (1 = most important word).
-    ``loss_trace``: the loss at every step; ``best_step``: where the kept sigma came from.
+    ``loss_trace``: the loss at every step run; ``best_step``: where the kept sigma came from;
+    ``steps_run``: steps actually run (fewer than ``settings["steps"]`` when the text settled early).
     """
 
     text: str
@@ -143,6 +152,7 @@ class WordImportance:
     sigma_trace: np.ndarray | None = None  # (checkpoints, words): best sigma so far, when recorded
     trace_steps: np.ndarray | None = None
     trace_seconds: np.ndarray | None = None
+    steps_run: int = 0
 
     @property
     def scale(self) -> float:
@@ -179,7 +189,7 @@ class WordImportance:
         parts.append(html.escape(self.text[cursor:]))
         body = "".join(parts).replace("\n", "<br>")
         caption = (f"next piece predicted: <b>{html.escape(repr(self.prediction))}</b> "
-                   f"(p={self.prediction_prob:.2f}); darker = more important; {self.settings['steps']} steps x "
+                   f"(p={self.prediction_prob:.2f}); darker = more important; {self.steps_run} steps x "
                    f"{self.settings['samples']} samples, {self.seconds:.2f} s")
         return (f'<div style="font-family:sans-serif;line-height:1.9">{body}'
                 f'<div style="font-size:80%;color:#555">{caption}</div></div>')
@@ -422,7 +432,8 @@ def word_importance(lm, text_or_texts, *, steps: int = 200, samples: int = 4, lr
                     final_lr_ratio: float = 0.05, init: float = 0.5, smoothing: float = 0.9, rate: float = 0.1,
                     scale: float | None = None, output: str = "logits", unit: str = "word",
                     normaliser: str = "corpus", bos: bool = True, seed: int = 0, max_rows: int | None = None,
-                    texts_per_batch: int = 16, record_every: int | None = None, progress: bool = True):
+                    texts_per_batch: int = 16, stop_tol: float | None = 0.05, patience: int = 30,
+                    record_every: int | None = None, progress: bool = True):
     """How important is every word of a prompt for what the model predicts next?
 
     Guan et al.'s perturbation method (see the module docstring), batched. Returns a
@@ -443,12 +454,17 @@ def word_importance(lm, text_or_texts, *, steps: int = 200, samples: int = 4, lr
     bos: put <|endoftext|> before the text (not a word, never perturbed), like a document start.
     seed: the noise of each text depends only on (seed, text): batched == one by one.
     max_rows: most rows per forward pass (caps memory); texts_per_batch: texts optimised together.
+    stop_tol, patience: a text stops early once neither its kept sigma nor its current (smoothed) sigma
+        has moved by more than ``stop_tol`` in log sigma (0.05 = 5 %) over the last ``patience`` steps,
+        and the two agree that closely; its rows then leave the batch, so the others run faster.
+        ``stop_tol=None`` runs every one of ``steps``. Stopping depends on the text alone, so batched
+        results still equal one-by-one results.
     record_every: also keep the best sigma so far every that many steps (``sigma_trace``).
     """
     settings = ImportanceSettings(steps=steps, samples=samples, lr=lr, final_lr_ratio=final_lr_ratio, init=init,
                                   smoothing=smoothing, rate=rate, scale=scale, output=output, unit=unit,
                                   normaliser=normaliser, bos=bos, seed=seed, max_rows=max_rows,
-                                  texts_per_batch=texts_per_batch)
+                                  texts_per_batch=texts_per_batch, stop_tol=stop_tol, patience=patience)
     settings.validate()
     if record_every is not None and not (isinstance(record_every, int) and record_every >= 1):
         raise ValueError(f"record_every={record_every!r} is not allowed; use an integer >= 1 or None")
@@ -492,6 +508,32 @@ def word_importance(lm, text_or_texts, *, steps: int = 200, samples: int = 4, lr
     return out[0] if single else out
 
 
+class _Settling:
+    """Says when a text's answer has settled: over the last ``patience`` steps (seen at checks every
+    few steps, one host sync each) no word's kept log sigma moved by ``tol`` or more, and the current
+    (smoothed) log sigma is that close to the kept one too."""
+
+    def __init__(self, tol: float, patience: int, first: np.ndarray):
+        self.tol, self.patience, self.first = tol, patience, first[:-1]  # first: unit offsets per text
+        self.every = min(5, patience)
+        self.history: list[tuple[int, torch.Tensor]] = []  # (step, kept log sigma) at each check
+
+    def settled(self, step: int, kept: torch.Tensor, now: torch.Tensor, texts_on: list[int]) -> list[int]:
+        if step % self.every:
+            return []
+        self.history.append((step, kept))
+        horizon = step - self.patience
+        older = [h for h in self.history if h[0] <= horizon]
+        if not older:  # the window is not covered yet
+            return []
+        self.history = [older[-1]] + [h for h in self.history if h[0] > horizon]
+        moved = (kept - now).abs()
+        for _, past in self.history:
+            moved = moved.maximum((kept - past).abs())
+        worst = np.maximum.reduceat(moved.cpu().numpy(), self.first)  # per text
+        return [b for b in texts_on if worst[b] < self.tol]
+
+
 def _search(lm, splits: list[WordSplit], s: ImportanceSettings, scale: float, r2, max_rows: int,
             record_every, progress: bool, stored: dict) -> list[WordImportance]:
     """Optimise sigma for a group of texts at once (one Adam over all their rho)."""
@@ -521,8 +563,6 @@ def _search(lm, splits: list[WordSplit], s: ImportanceSettings, scale: float, r2
         gen.manual_seed(text_seed(s.seed, sp.text))
         generators.append(gen)
     k = s.samples
-    row_text = torch.arange(n, device=device).repeat_interleave(k)  # row r: text r // k, sample r % k
-    n_rows = n * k
 
     rho = torch.full((total,), math.log(s.init / (1 - s.init)), device=device, requires_grad=True)
     optimiser = torch.optim.Adam([rho], lr=s.lr)
@@ -551,42 +591,60 @@ def _search(lm, splits: list[WordSplit], s: ImportanceSettings, scale: float, r2
         norm = (r2.unsqueeze(0).expand(n, -1) if r2 is not None
                 else target.pow(2).mean(dim=1, keepdim=True).clamp_min(1e-12).expand_as(target))
         dim = x.shape[-1]
-        x_rows = x[row_text]  # every text repeated once per noise row
-        mask_rows, last_rows, unit_rows = mask[row_text], last[row_text], unit_of[row_text]
-        target_rows, norm_rows = target[row_text], norm[row_text]
         weight = torch.zeros(n, device=device).index_add_(0, owner, torch.ones(total, device=device))
 
+        # texts stop one by one (see stop_tol); the rows of the texts still running are gathered anew
+        # whenever one stops, so a settled text costs nothing from then on
+        active = [True] * n
+        steps_run = [s.steps] * n
+        watch = _Settling(s.stop_tol, s.patience, first) if s.stop_tol is not None else None
+
+        def gather():
+            texts_on = [b for b in range(n) if active[b]]
+            text_rows = torch.tensor(texts_on, device=device).repeat_interleave(k)
+            units_on = torch.tensor([active[int(o)] for o in owner.tolist()], device=device)
+            return texts_on, units_on, types.SimpleNamespace(
+                text=text_rows, x=x[text_rows], mask=mask[text_rows], last=last[text_rows],
+                unit=unit_of[text_rows], target=target[text_rows], norm=norm[text_rows])
+
+        texts_on, units_on, on_rows = gather()
         bar = tqdm(range(s.steps), desc=f"word importance ({n} text{'s' if n > 1 else ''})", disable=not progress,
                    leave=False)
         for step in bar:
-            noise = torch.zeros((n, k, width, dim), device=device, dtype=x.dtype)
-            for b, (gen, row) in enumerate(zip(generators, rows)):  # per text: independent of the batch
-                noise[b, :, :len(row)] = torch.randn((k, len(row), dim), generator=gen, device=device,
-                                                     dtype=x.dtype)
-            noise = noise.view(n_rows, width, dim)
+            rows_on = len(texts_on) * k
+            noise = torch.zeros((len(texts_on), k, width, dim), device=device, dtype=x.dtype)
+            for j, b in enumerate(texts_on):  # per text: independent of the batch
+                noise[j, :, :len(rows[b])] = torch.randn((k, len(rows[b]), dim), generator=generators[b],
+                                                         device=device, dtype=x.dtype)
+            noise = noise.view(rows_on, width, dim)
             optimiser.zero_grad(set_to_none=True)
             fit = torch.zeros(n, device=device)
-            for a in range(0, n_rows, max_rows):  # chunks bound the memory; gradients accumulate
-                z = slice(a, min(a + max_rows, n_rows))
-                sigma_tok = torch.cat([scale * torch.sigmoid(rho), zero])[unit_rows[z]]
-                x_tilde = x_rows[z] + sigma_tok.unsqueeze(-1).to(x.dtype) * noise[z]
-                out = phi(model, x_tilde, last_rows[z], mask_rows[z], s.output)
-                per_row = ((out - target_rows[z]).pow(2) / norm_rows[z]).mean(dim=1) / k
+            for a in range(0, rows_on, max_rows):  # chunks bound the memory; gradients accumulate
+                z = slice(a, min(a + max_rows, rows_on))
+                sigma_tok = torch.cat([scale * torch.sigmoid(rho), zero])[on_rows.unit[z]]
+                x_tilde = on_rows.x[z] + sigma_tok.unsqueeze(-1).to(x.dtype) * noise[z]
+                out = phi(model, x_tilde, on_rows.last[z], on_rows.mask[z], s.output)
+                per_row = ((out - on_rows.target[z]).pow(2) / on_rows.norm[z]).mean(dim=1) / k
                 per_row.sum().backward()
-                fit.index_add_(0, row_text[z], per_row.detach())
+                fit.index_add_(0, on_rows.text[z], per_row.detach())
             log_sigma = math.log(scale) + torch.nn.functional.logsigmoid(rho)  # stable for very negative rho
-            entropy = torch.zeros(n, device=device).index_add_(0, owner, log_sigma) / weight
+            entropy = torch.zeros(n, device=device).index_add_(0, owner, log_sigma * units_on) / weight
             (-s.rate * entropy.sum()).backward()
             loss = fit - s.rate * entropy.detach()
-            ema_loss.mul_(s.smoothing).add_(loss, alpha=1 - s.smoothing)
-            ema_rho.mul_(s.smoothing).add_(rho.detach(), alpha=1 - s.smoothing)
+            on = torch.zeros(n, dtype=torch.bool, device=device)
+            on[texts_on] = True
+            ema_loss = torch.where(on, ema_loss * s.smoothing + (1 - s.smoothing) * loss, ema_loss)
+            ema_rho = torch.where(units_on, ema_rho * s.smoothing + (1 - s.smoothing) * rho.detach(), ema_rho)
             debias = 1 - s.smoothing ** (step + 1)
             smooth = ema_loss / debias
-            better = smooth < best_loss  # keep the sigma with each text's lowest (smoothed) loss
+            better = (smooth < best_loss) & on  # keep the sigma with each text's lowest (smoothed) loss
             best_loss = torch.where(better, smooth, best_loss)
             best_step = torch.where(better, torch.full_like(best_step, step), best_step)
             best_rho = torch.where(better[owner], ema_rho / debias, best_rho)
+            held = rho.detach().clone()
             optimiser.step()
+            with torch.no_grad():  # Adam's momentum must not move the sigma of a text that has stopped
+                rho.copy_(torch.where(units_on, rho, held))
             schedule.step()
             trace[step] = loss
             if record_every and ((step + 1) % record_every == 0 or step + 1 == s.steps):
@@ -594,7 +652,20 @@ def _search(lm, splits: list[WordSplit], s: ImportanceSettings, scale: float, r2
                 snap_steps.append(step + 1)
                 snap_times.append(time.perf_counter() - t0)
             if progress and step % 10 == 0:
-                bar.set_postfix(loss=f"{float(loss.mean()):.4f}")
+                bar.set_postfix(loss=f"{float(loss[texts_on].mean()):.4f}")
+            if watch is not None and step + 1 < s.steps:
+                settled = watch.settled(step + 1, torch.nn.functional.logsigmoid(best_rho),
+                                        torch.nn.functional.logsigmoid(ema_rho / debias), texts_on)
+                for b in settled:
+                    active[b], steps_run[b] = False, step + 1
+                if settled and not any(active):
+                    if record_every and snap_steps[-1:] != [step + 1]:
+                        snapshots.append((scale * torch.sigmoid(best_rho)).cpu().numpy())
+                        snap_steps.append(step + 1)
+                        snap_times.append(time.perf_counter() - t0)
+                    break
+                if settled:
+                    texts_on, units_on, on_rows = gather()
         bar.close()
 
     seconds = (time.perf_counter() - t0) / n
@@ -611,11 +682,11 @@ def _search(lm, splits: list[WordSplit], s: ImportanceSettings, scale: float, r2
         results.append(WordImportance(
             text=sp.text, words=sp.word_texts(), sigma=sigma, importance=importance,
             pieces=[[lm.tokenizer.decode([sp.input_ids[t]]) for t in w.tokens] for w in sp.words],
-            spans=[(w.start, w.end) for w in sp.words], loss_trace=trace_np[:, b].copy(),
+            spans=[(w.start, w.end) for w in sp.words], loss_trace=trace_np[:steps_run[b], b].copy(),
             best_step=int(best_step[b]), best_loss=float(best_loss[b]),
             prediction=lm.tokenizer.decode([top]), prediction_prob=float(probs[b, top]), settings=dict(stored),
             seconds=seconds, model_name=str(lm.name),
             sigma_trace=np.stack([snap[sl] for snap in snapshots]) if snapshots else None,
             trace_steps=np.array(snap_steps) if snapshots else None,
-            trace_seconds=np.array(snap_times) if snapshots else None))
+            trace_seconds=np.array(snap_times) if snapshots else None, steps_run=steps_run[b]))
     return results

@@ -168,6 +168,39 @@ def test_batched_equals_one_by_one_under_the_same_seed(tiny_lm):
         np.testing.assert_allclose(a.sigma, b.sigma, rtol=1e-4, atol=1e-6)
 
 
+def test_early_stop_is_the_full_run_cut_where_the_answer_settled(tiny_lm):
+    import gpt2lab
+
+    kw = dict(steps=300, samples=4, seed=3, progress=False)
+    full = gpt2lab.word_importance(tiny_lm, SENTENCE, stop_tol=None, record_every=1, **kw)
+    assert full.steps_run == 300 and full.loss_trace.shape == (300,)
+    early = gpt2lab.word_importance(tiny_lm, SENTENCE, stop_tol=0.05, patience=30, **kw)
+    assert 30 < early.steps_run < 300, early.steps_run
+    assert early.loss_trace.shape == (early.steps_run,)
+    # stopping changes nothing before the stop: the answer is the full run's kept sigma at that step
+    np.testing.assert_allclose(early.loss_trace, full.loss_trace[:early.steps_run], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(early.sigma, full.sigma_trace[early.steps_run - 1], rtol=1e-5)
+    # and the rule held: at every check (each 5 steps) of the last 30, no word's kept sigma was 5 % off
+    window = np.log(full.sigma_trace[early.steps_run - 31:early.steps_run:5])
+    assert np.abs(window - window[-1]).max() < 0.05
+
+
+def test_texts_stopping_at_different_steps_still_match_one_by_one(tiny_lm):
+    import gpt2lab
+
+    texts = [SENTENCE, "To be or not", "Now is the winter of our discontent made glorious"]
+    kw = dict(steps=300, samples=4, seed=5, stop_tol=0.05, patience=20, progress=False)
+    batched = gpt2lab.word_importance(tiny_lm, texts, record_every=10, **kw)
+    stops = [r.steps_run for r in batched]
+    assert len(set(stops)) > 1 and min(stops) < 300, stops  # they really left the batch at different times
+    for text, res in zip(texts, batched):
+        alone = gpt2lab.word_importance(tiny_lm, text, **kw)
+        assert alone.steps_run == res.steps_run
+        np.testing.assert_allclose(res.sigma, alone.sigma, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(res.loss_trace, alone.loss_trace, rtol=1e-4, atol=1e-6)
+        assert np.allclose(res.sigma_trace[-1], res.sigma)  # a stopped text's sigma stays put in the batch
+
+
 def test_deterministic_under_a_seed(tiny_lm):
     import gpt2lab
 
@@ -226,6 +259,8 @@ def test_falls_back_to_self_normaliser_without_a_corpus(tiny_lm, monkeypatch):
     (dict(output="attention"), "output='attention'"), (dict(unit="char"), "unit='char'"),
     (dict(scale=-1.0), "scale=-1.0"), (dict(record_every=0), "record_every=0"), (dict(init=1.0), "init=1.0"),
     (dict(smoothing=1.0), "smoothing=1.0"), (dict(final_lr_ratio=0), "final_lr_ratio=0"),
+    (dict(stop_tol=0.0), "stop_tol=0.0"), (dict(stop_tol=float("nan")), "stop_tol=nan"),
+    (dict(patience=0), "patience=0"),
 ])
 def test_bad_settings_name_the_field(tiny_lm, kwargs, match):
     import gpt2lab

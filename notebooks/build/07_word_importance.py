@@ -72,7 +72,9 @@ $\\sigma_i$ when the output does not need it, a small one when it does.
 The original code takes one noise sample per step, recomputes $\\Phi(x)$ each step and runs thousands of
 steps at a small learning rate. `gpt2lab.word_importance` computes $\\Phi(x)$ once, pushes K noise samples
 (and several sentences) through the model as one batch, freezes the weights, starts with a large learning
-rate that decays, and judges the "best" $\\sigma$ on a loss averaged over recent steps.
+rate that decays, judges the "best" $\\sigma$ on a loss averaged over recent steps, and stops a sentence
+as soon as its answer has settled (no $\\sigma$ moved more than 5 % over the last 30 steps: `stop_tol`,
+`patience`), so `steps` is a ceiling, not a fixed cost.
 `bench/bench_importance.py` measures how much sooner it reaches the same answer than a faithful
 re-implementation of the original.
 
@@ -110,7 +112,8 @@ notebook with `GPT2LAB_MODEL=gpt2` and compare what real GPT-2 relies on for the
 ### Several sentences in one batch
 
 Give a list and all sentences are optimised together. The noise of each sentence depends only on the seed
-and its own text, so a sentence gets the same answer alone or in a batch.
+and its own text, so a sentence gets the same answer alone or in a batch. A sentence that settles early
+leaves the batch, and the others run on with fewer rows per step; `steps_run` says where each stopped.
 """)
 
 nb.code("""
@@ -120,6 +123,7 @@ lines = ["Shall I compare thee to a summer's day? Thou art more",
 results = gpt2lab.word_importance(lm, lines, steps=steps)
 for r in results:
     display(HTML(r.to_html()))
+print("steps run per sentence:", [r.steps_run for r in results], "of at most", steps)
 """)
 
 nb.md("""

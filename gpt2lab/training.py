@@ -28,6 +28,7 @@ import torch
 
 CHECKPOINT_PREFIX = "checkpoint-"
 STATE_FILE = "trainer_state.json"
+BEST_DIR = "best"  # output_dir/best: the weights with the lowest validation loss (TrainConfig.keep_best)
 
 
 # ----------------------------------------------------------------------------- data
@@ -127,6 +128,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     eval_every: int = 200
     eval_batches: int = 20
+    keep_best: bool = False  # also keep the weights of the lowest validation loss in output_dir/best
     checkpoint_every: int = 0  # 0: only at the end
     keep_last: int = 2
     sample_every: int = 0
@@ -163,6 +165,9 @@ class TrainResult:
     tokens_seen: int = 0
     seconds: float = 0.0
     last_checkpoint: str | None = None
+    best_checkpoint: str | None = None  # with keep_best: output_dir/best, its step and validation loss
+    best_step: int | None = None
+    best_val_loss: float | None = None
 
     @property
     def val_losses(self):
@@ -298,6 +303,37 @@ def save_checkpoint(folder: str | Path, step: int, model, optimizer=None, schedu
     return final
 
 
+def save_best(folder: str | Path, step: int, val_loss: float, model, tokenizer=None) -> Path:
+    """Write the weights (and tokenizer) to ``folder/best`` with ``best.json`` (step, val_loss),
+    replacing the previous best only once the new one is complete."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / BEST_DIR
+    tmp = Path(tempfile.mkdtemp(dir=folder, prefix=f".tmp-{CHECKPOINT_PREFIX}{BEST_DIR}-"))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+        (tmp / "best.json").write_text(json.dumps({"step": step, "val_loss": val_loss}))
+        _fsync_dir(tmp)
+        if final.exists():
+            _discard(final)
+        os.replace(tmp, final)
+        _fsync_dir(folder)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def read_best(folder: str | Path) -> dict | None:
+    """``{"step", "val_loss", "path"}`` of the kept best weights in ``folder``, or None."""
+    path = Path(folder) / BEST_DIR / "best.json"
+    if not path.is_file():
+        return None
+    return {**json.loads(path.read_text()), "path": str(path.parent)}
+
+
 def read_checkpoint_state(path: str | Path) -> dict:
     with open(Path(path) / STATE_FILE) as fh:
         return json.load(fh)
@@ -420,6 +456,9 @@ def train(model, train_data, val_data=None, config: TrainConfig | None = None, *
 
     cfg = config or TrainConfig()
     cfg.validate()
+    if cfg.keep_best and (val_data is None or output_dir is None):
+        raise ValueError("keep_best=True needs validation data (val_data) and an output_dir to keep the best "
+                         "weights in")
     accelerator = Accelerator(mixed_precision=_mixed_precision(cfg.mixed_precision, cfg.device),
                               gradient_accumulation_steps=cfg.grad_accum, cpu=cfg.device == "cpu")
     torch.manual_seed(cfg.seed)
@@ -464,6 +503,10 @@ def train(model, train_data, val_data=None, config: TrainConfig | None = None, *
         if scaler is not None and (resumed_from / "scaler.pt").is_file():
             scaler.load_state_dict(torch.load(resumed_from / "scaler.pt", weights_only=True))
     model.train()
+    # a resumed run continues against the best it had kept (a fresh run replaces any old one)
+    best = read_best(output_dir) if cfg.keep_best and resumed_from is not None else None
+    if best is not None and best["step"] > start_step:  # kept by a later run than the checkpoint: not ours
+        best = None
     world, rank = accelerator.num_processes, accelerator.process_index
     per_step = cfg.batch_size * cfg.grad_accum * world
     t0, cpu0 = time.perf_counter(), time.process_time()
@@ -506,6 +549,9 @@ def train(model, train_data, val_data=None, config: TrainConfig | None = None, *
             record = record or {"step": done}
             record["val_loss"] = round(evaluate_loss(accelerator.unwrap_model(model), val_data, cfg.batch_size,
                                                      cfg.eval_batches, accelerator.device), 5)
+            if cfg.keep_best and accelerator.is_main_process and (best is None or record["val_loss"] < best["val_loss"]):
+                path = save_best(output_dir, done, record["val_loss"], accelerator.unwrap_model(model), tokenizer)
+                best = {"step": done, "val_loss": record["val_loss"], "path": str(path)}
         if record:
             history.append(record)
             if on_log:
@@ -529,7 +575,9 @@ def train(model, train_data, val_data=None, config: TrainConfig | None = None, *
     model = accelerator.unwrap_model(model)
     model.eval()
     return TrainResult(steps=max(cfg.max_steps, start_step), history=history, tokens_seen=tokens_seen,
-                       seconds=time.perf_counter() - t0, last_checkpoint=str(last_ckpt) if last_ckpt else None)
+                       seconds=time.perf_counter() - t0, last_checkpoint=str(last_ckpt) if last_ckpt else None,
+                       best_checkpoint=best["path"] if best else None, best_step=best["step"] if best else None,
+                       best_val_loss=best["val_loss"] if best else None)
 
 
 def _jsonable(d: dict) -> dict:

@@ -247,6 +247,42 @@ def test_n_steps_resume_n_steps_equals_2n_steps(tmp_path, grad_accum):
         assert a.get("val_loss") == pytest.approx(b.get("val_loss"), abs=1e-4)
 
 
+def test_keep_best_keeps_the_weights_of_the_lowest_validation_loss(tmp_path):
+    # random tokens: the model can only memorise the training stream, so validation loss turns up
+    data = PackedBlocks(token_stream(600), 16)
+    val = PackedBlocks(token_stream(400, seed=1), 16)
+    cfg = quiet(max_steps=24, learning_rate=3e-2, warmup_steps=0, eval_every=3, eval_batches=10, keep_best=True,
+                checkpoint_every=12, keep_last=1)
+    model = tiny()
+    result = training.train(model, data, val, cfg, output_dir=tmp_path)
+    losses = result.val_losses
+    step, lowest = min(losses, key=lambda sv: sv[1])
+    assert step <= 12 and lowest < losses[-1][1], losses  # the case that matters: the end is not the best
+    assert (result.best_step, result.best_val_loss) == (step, lowest)
+    assert training.read_best(tmp_path)["step"] == step
+    kept = tiny(seed=3)
+    training.load_checkpoint_weights(kept, result.best_checkpoint)
+    assert training.evaluate_loss(kept, val, 4, 10, "cpu") == pytest.approx(lowest, abs=1e-4)
+    assert training.list_checkpoints(tmp_path)[-1].name == "checkpoint-24"  # best/ is not a checkpoint
+
+    # the same run stopped after its step-12 checkpoint, then resumed: it ends with the same best,
+    # judged against the one kept before the stop
+    class Stop(Exception):
+        pass
+
+    def crash(record):
+        if record["step"] == 13:
+            raise Stop
+
+    with pytest.raises(Stop):
+        training.train(tiny(), data, val, cfg, output_dir=tmp_path / "b", on_log=crash)
+    assert training.latest_checkpoint(tmp_path / "b").name == "checkpoint-12"
+    resumed = training.train(tiny(), data, val, cfg, output_dir=tmp_path / "b")
+    assert (resumed.best_step, resumed.best_val_loss) == pytest.approx((step, lowest), abs=1e-4)
+    with pytest.raises(ValueError, match="keep_best=True needs validation data"):
+        training.train(tiny(), data, None, cfg, output_dir=tmp_path / "d")
+
+
 def test_resume_of_a_finished_run_trains_nothing(tmp_path):
     data = PackedBlocks(token_stream(), 16)
     cfg = quiet(max_steps=3)

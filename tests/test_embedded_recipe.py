@@ -1,0 +1,39 @@
+"""The recipe that makes the embedded model: its command runs end to end and keeps the best weights."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from gpt2lab import embedded_recipe
+
+
+def test_training_time_adds_up_over_resumed_runs():
+    history = [{"step": 10, "seconds": 5.0}, {"step": 20, "seconds": 9.0, "val_loss": 3.0}, {"step": 20},
+               {"step": 30, "seconds": 4.0}, {"step": 40, "seconds": 8.5}]  # resumed after step 20
+    assert embedded_recipe.training_loop_seconds(history) == pytest.approx(17.5)
+    assert embedded_recipe.training_loop_seconds([]) == 0.0
+
+
+def test_the_recipe_command_runs_end_to_end(tmp_path):
+    """A few steps of the real recipe (real data, real BPE, the shipped architecture): the card, the
+    statistics and the weights written are those of the kept (lowest validation loss) evaluation."""
+    import gpt2lab
+    from gpt2lab.training import read_best
+
+    out, work = tmp_path / "model", tmp_path / "work"
+    stats = embedded_recipe.main(["--steps", "4", "--batch-size", "2", "--out", str(out), "--work-dir", str(work)])
+    best = read_best(work)
+    assert stats["kept_step"] == best["step"] and stats["kept_val_loss_packed"] == best["val_loss"]
+    vals = [h["val_loss"] for h in stats["history"] if "val_loss" in h]
+    assert best["val_loss"] == min(vals)
+    assert json.loads((out / "training_stats.json").read_text())["parameters"] == stats["parameters"]
+    assert stats["architecture"] == embedded_recipe.ARCH and stats["train_seconds"] > 0
+    card = embedded_recipe.write_model_card(out).read_text()
+    assert f"step {best['step']}, the evaluation with the lowest validation loss" in card
+    lm = gpt2lab.load(str(out), device="cpu")
+    kept = gpt2lab.load(best["path"], device="cpu")
+    for (name, a), b in zip(lm.model.state_dict().items(), kept.model.state_dict().values()):
+        assert torch.allclose(a, b.half().float()), name  # shipped = kept weights, rounded to float16
+    assert lm.tokenizer.get_vocab() == kept.tokenizer.get_vocab()

@@ -13,6 +13,7 @@ the same code runs on a CPU, one GPU with bf16/fp16 autocast, or several GPUs wh
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -248,6 +249,29 @@ def is_peft_model(model) -> bool:
     return hasattr(model, "peft_config") and hasattr(model, "get_base_model")
 
 
+@contextlib.contextmanager
+def _written_atomically(final: Path):
+    """Yield a temporary folder beside ``final``; once the block completes, its files are synced and
+    it is renamed to ``final`` (an old ``final`` is moved away first). A crash at any point leaves
+    either the old folder or the new one, never a half-written one."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".tmp-{final.name}-"))
+    try:
+        yield tmp
+        for f in tmp.rglob("*"):
+            if f.is_file():
+                with open(f, "rb") as fh:
+                    os.fsync(fh.fileno())
+        _fsync_dir(tmp)
+        if final.exists():  # saved again (e.g. a re-run of the same step): move the old one out of the way
+            _discard(final)
+        os.replace(tmp, final)
+        _fsync_dir(final.parent)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 def save_checkpoint(folder: str | Path, step: int, model, optimizer=None, scheduler=None, tokenizer=None,
                     state: dict | None = None, keep_last: int | None = None, scaler=None) -> Path:
     """Write ``folder/checkpoint-<step>`` atomically: everything goes into a temporary folder that
@@ -258,10 +282,8 @@ def save_checkpoint(folder: str | Path, step: int, model, optimizer=None, schedu
     A peft (LoRA) model saves its adapter (``adapter_model.safetensors``), any other model its full
     weights (``model.safetensors``); the tokenizer is saved too, with any tokens added to it."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"{CHECKPOINT_PREFIX}{step}"
-    tmp = Path(tempfile.mkdtemp(dir=folder, prefix=f".tmp-{CHECKPOINT_PREFIX}{step}-"))
-    try:
+    with _written_atomically(final) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
@@ -282,22 +304,10 @@ def save_checkpoint(folder: str | Path, step: int, model, optimizer=None, schedu
             json.dump({"step": step, **(state or {})}, fh, indent=2)
             fh.flush()
             os.fsync(fh.fileno())
-        for f in tmp.rglob("*"):
-            if f.is_file():
-                with open(f, "rb") as fh:
-                    os.fsync(fh.fileno())
-        _fsync_dir(tmp)
-        if final.exists():  # same step saved again (a re-run): move the old one out of the way first
-            _discard(final)
-        os.replace(tmp, final)
-        _fsync_dir(folder)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     if keep_last:
         for old in list_checkpoints(folder)[:-keep_last]:
             _discard(old)
-    for stale in folder.glob(f".tmp-{CHECKPOINT_PREFIX}*"):  # left by a killed earlier save
+    for stale in [*folder.glob(f".tmp-{CHECKPOINT_PREFIX}*"), *folder.glob(f".tmp-{BEST_DIR}-*")]:  # killed saves
         if stale.is_dir():
             shutil.rmtree(stale, ignore_errors=True)
     return final
@@ -306,23 +316,12 @@ def save_checkpoint(folder: str | Path, step: int, model, optimizer=None, schedu
 def save_best(folder: str | Path, step: int, val_loss: float, model, tokenizer=None) -> Path:
     """Write the weights (and tokenizer) to ``folder/best`` with ``best.json`` (step, val_loss),
     replacing the previous best only once the new one is complete."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    final = folder / BEST_DIR
-    tmp = Path(tempfile.mkdtemp(dir=folder, prefix=f".tmp-{CHECKPOINT_PREFIX}{BEST_DIR}-"))
-    try:
+    final = Path(folder) / BEST_DIR
+    with _written_atomically(final) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
         (tmp / "best.json").write_text(json.dumps({"step": step, "val_loss": val_loss}))
-        _fsync_dir(tmp)
-        if final.exists():
-            _discard(final)
-        os.replace(tmp, final)
-        _fsync_dir(folder)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return final
 
 
@@ -421,6 +420,18 @@ def _mixed_precision(choice: str, device: str = "auto") -> str:
     return "no"
 
 
+def _forget_earlier_accelerator() -> None:
+    """accelerate keeps one state per process and refuses a second Accelerator with another precision
+    or device ("AcceleratorState has already been initialized"). A notebook that trains twice, say
+    in float32 and then in bfloat16, must just work, so a single-process state is cleared first; a
+    distributed run (``accelerate launch``) keeps the state its launcher set up."""
+    from accelerate.state import AcceleratorState, PartialState
+
+    if PartialState._shared_state and PartialState().num_processes > 1:
+        return
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
 def freeze_embeddings(model) -> int:
     """Stop training the token and position embeddings (gpt-2-simple's
     ``only_train_transformer_layers``). GPT-2 ties its output layer to the token embedding, so that
@@ -459,6 +470,7 @@ def train(model, train_data, val_data=None, config: TrainConfig | None = None, *
     if cfg.keep_best and (val_data is None or output_dir is None):
         raise ValueError("keep_best=True needs validation data (val_data) and an output_dir to keep the best "
                          "weights in")
+    _forget_earlier_accelerator()
     accelerator = Accelerator(mixed_precision=_mixed_precision(cfg.mixed_precision, cfg.device),
                               gradient_accumulation_steps=cfg.grad_accum, cpu=cfg.device == "cpu")
     torch.manual_seed(cfg.seed)

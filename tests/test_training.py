@@ -283,6 +283,15 @@ def test_keep_best_keeps_the_weights_of_the_lowest_validation_loss(tmp_path):
         training.train(tiny(), data, None, cfg, output_dir=tmp_path / "d")
 
 
+def test_one_process_can_train_in_float32_then_bfloat16():
+    """accelerate refuses a second precision in one process unless its state is cleared: a notebook
+    that trains twice with different settings must not hit that."""
+    data = PackedBlocks(token_stream(), 16)
+    for precision in ("no", "bf16", "no"):
+        result = training.train(tiny(), data, None, quiet(max_steps=2, mixed_precision=precision))
+        assert result.steps == 2 and math.isfinite(result.history[-1]["loss"])
+
+
 def test_resume_of_a_finished_run_trains_nothing(tmp_path):
     data = PackedBlocks(token_stream(), 16)
     cfg = quiet(max_steps=3)

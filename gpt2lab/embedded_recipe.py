@@ -21,9 +21,9 @@ from .bpe import train_bpe
 from .evaluation import score_text
 from .training import RandomWindows, PackedBlocks, TrainConfig, load_checkpoint_weights, train
 
-ARCH = dict(n_layer=6, n_head=8, n_embd=256, n_positions=256, vocab_size=1024)
-DROPOUT = 0.25
-DEFAULT_STEPS = 8000
+ARCH = dict(n_layer=6, n_head=8, n_embd=256, n_positions=256, vocab_size=384)
+DROPOUT = 0.2
+DEFAULT_STEPS = 5000
 
 
 def build_model(tokenizer, seed: int = 0):
@@ -68,9 +68,9 @@ def main(argv=None):
     parser.add_argument("--out", default=str(Path(__file__).parent / "embedded" / "shakespeare-gpt2"))
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS)
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--lr", type=float, default=1.5e-3)
+    parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=1337)
-    parser.add_argument("--work-dir", default="build/embedded-run-v5", help="checkpoints while training")
+    parser.add_argument("--work-dir", default="build/embedded-run-v9", help="checkpoints while training")
     args = parser.parse_args(argv)
 
     train_text, val_text = data.tinyshakespeare_split()
@@ -83,12 +83,14 @@ def main(argv=None):
     val_ids = tokenizer(val_text)["input_ids"]
     block = ARCH["n_positions"]
     model = build_model(tokenizer, args.seed)
+    val_blocks = PackedBlocks(val_ids, block)
     cfg = TrainConfig(max_steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr,
                       warmup_steps=min(100, args.steps // 10), min_lr_ratio=0.05, weight_decay=0.1,
-                      eval_every=max(1, args.steps // 16), eval_batches=13, checkpoint_every=200, keep_last=1,
+                      eval_every=max(1, args.steps // 16), eval_batches=-(-len(val_blocks) // args.batch_size),
+                      checkpoint_every=200, keep_last=1,
                       keep_best=True,
                       sample_every=0, seed=args.seed, mixed_precision="bf16")
-    result = train(model, RandomWindows(train_ids, block, seed=args.seed), PackedBlocks(val_ids, block), cfg,
+    result = train(model, RandomWindows(train_ids, block, seed=args.seed), val_blocks, cfg,
                    tokenizer=tokenizer, output_dir=args.work_dir)
     train_seconds = training_loop_seconds(result.history)
     load_checkpoint_weights(model, result.best_checkpoint)  # the lowest validation loss, not the last step

@@ -14,6 +14,7 @@ the same code runs on a CPU, one GPU with bf16/fp16 autocast, or several GPUs wh
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
@@ -35,10 +36,16 @@ BEST_DIR = "best"  # output_dir/best: the weights with the lowest validation los
 # ----------------------------------------------------------------------------- data
 
 class RandomWindows(torch.utils.data.Dataset):
-    """Windows of ``block_size`` + 1 tokens at random offsets of one long token stream.
+    """Windows of ``block_size`` + 1 tokens of one long token stream, for training from scratch.
 
-    Item ``i`` is always the same window (its offset comes from a generator seeded with i), so the
-    data order is reproducible and a resumed run sees exactly the batches it would have seen.
+    By default there is one item per possible start offset, so the shuffled epochs of
+    :func:`sample_indices` draw windows at fresh random offsets, without repeats: a token is seen
+    at a different position, with different context, each time. (A fixed set of
+    ``len(ids) // block_size`` windows, reshuffled each epoch, lets a model memorise those exact
+    sequences; on tinyshakespeare that over-fits within a few epochs.) With ``length`` there are
+    that many items instead, item ``i`` at an offset drawn from a generator seeded with
+    (``seed``, i). Either way item ``i`` is always the same window, so the data order is
+    reproducible and a resumed run sees exactly the batches it would have seen.
     """
 
     def __init__(self, ids, block_size: int, seed: int = 0, length: int | None = None):
@@ -48,13 +55,19 @@ class RandomWindows(torch.utils.data.Dataset):
                              f"{block_size} + 1; use a smaller block_size or more text")
         self.block_size, self.seed = block_size, seed
         self.max_offset = len(self.ids) - block_size - 1
-        self.length = length or max(1, len(self.ids) // block_size)
+        self.every_offset = length is None
+        self.length = self.max_offset + 1 if length is None else length
 
     def __len__(self):
         return self.length
 
+    def offset(self, i: int) -> int:
+        if self.every_offset:
+            return int(i)
+        return int(np.random.default_rng((self.seed, int(i))).integers(0, self.max_offset + 1))
+
     def __getitem__(self, i):
-        offset = int(np.random.default_rng((self.seed, int(i))).integers(0, self.max_offset + 1))
+        offset = self.offset(i)
         window = self.ids[offset: offset + self.block_size + 1]
         return {"input_ids": window[:-1], "labels": window[1:]}
 
@@ -104,14 +117,17 @@ def collate(items: list[dict]) -> dict:
 def sample_indices(n_items: int, seed: int, start: int, count: int) -> list[int]:
     """Positions ``start .. start+count`` of an endless stream of shuffled epochs over n_items."""
     out, pos = [], start
-    cache: dict[int, np.ndarray] = {}
     while len(out) < count:
         epoch, within = divmod(pos, n_items)
-        if epoch not in cache:
-            cache[epoch] = np.random.default_rng((seed, epoch)).permutation(n_items)
-        out.append(int(cache[epoch][within]))
+        out.append(int(_epoch_order(n_items, seed, epoch)[within]))
         pos += 1
     return out
+
+
+@functools.lru_cache(maxsize=2)
+def _epoch_order(n_items: int, seed: int, epoch: int) -> np.ndarray:
+    """The shuffled order of one epoch (cached: a step asks for a few items of the same epoch)."""
+    return np.random.default_rng((seed, epoch)).permutation(n_items)
 
 
 # ----------------------------------------------------------------------------- config

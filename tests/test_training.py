@@ -90,6 +90,18 @@ def test_data_order_is_a_function_of_seed_and_position():
     assert sample_indices(10, seed=4, start=0, count=10) != a[:10]
 
 
+def test_random_windows_cover_every_offset_once_per_epoch():
+    ids = torch.arange(100)
+    ds = RandomWindows(ids, block_size=8)
+    assert len(ds) == 100 - 9 + 1  # one item per possible start
+    epoch = sample_indices(len(ds), seed=3, start=0, count=len(ds))
+    starts = [int(ds[i]["input_ids"][0]) for i in epoch]
+    assert sorted(starts) == list(range(92))  # every window once, in shuffled order
+    assert starts != sorted(starts)
+    nxt = sample_indices(len(ds), seed=3, start=len(ds), count=len(ds))
+    assert nxt != epoch  # the next epoch comes in another order
+
+
 def test_random_windows_are_reproducible_and_in_range():
     ids = torch.arange(100)
     ds = RandomWindows(ids, block_size=8, seed=1, length=50)

@@ -59,7 +59,11 @@ def main(argv=None):
     for label, tokenizer in tokenizers.items():
         for n in range(1, args.max_token_n + 1):
             t = time.perf_counter()
-            ng = NGramLM(n, level="token", tokenizer=tokenizer).fit(train)
+            try:
+                ng = NGramLM(n, level="token", tokenizer=tokenizer).fit(train)
+            except ValueError as err:  # n-grams of a big vocabulary no longer fit gpt2lab.ngram's 64-bit keys
+                print(f"token {n}-gram ({label}): skipped, {err}")
+                break
             add(f"token {n}-gram ({label}), kneser-ney", time.perf_counter() - t, ng.bits_per_char(val))
     for stride in (lm.context_length, lm.context_length // 2, lm.context_length // 4):  # smaller: more context
         t = time.perf_counter()

@@ -1,9 +1,10 @@
 """How the embedded model was made: ``python -m gpt2lab.embedded_recipe --out DIR``.
 
 A 6-layer GPT-2 (the same ``GPT2LMHeadModel`` class as the real one, about 5M parameters) with its own
-1,024-token byte-level BPE, trained from scratch on the tinyshakespeare train split with
-``gpt2lab.training`` (bfloat16 autocast, which CPUs with AVX-512 BF16 run about twice as fast as
-float32). The weights kept are those of the evaluation with the lowest validation loss. They are
+384-token byte-level BPE (1.7 characters per token), trained from scratch on the tinyshakespeare
+train split with ``gpt2lab.training`` (bfloat16 autocast, which CPUs with AVX-512 BF16 run about
+twice as fast as float32). Training windows start at every offset of the text in shuffled order;
+the weights kept are those of the evaluation with the lowest validation loss. They are
 stored as float16 safetensors to stay small; gpt2lab loads them as float32. A model card with the
 measured figures is written beside the weights.
 """

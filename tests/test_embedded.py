@@ -52,3 +52,16 @@ def test_held_out_text_is_predicted_well(embedded_lm):
     _, val = data.tinyshakespeare_split()
     score = score_text(embedded_lm, val[:3000])
     assert score.bits_per_char < 2.6  # a uniform guess over the vocabulary would be ~4 bits/char
+
+
+def test_the_card_figure_is_what_the_shipped_weights_score(embedded_lm):
+    """The held-out bits/char in the statistics (and so on the card) is measured, not written in: the
+    shipped float16 weights score the same on the whole validation split."""
+    from gpt2lab.evaluation import score_text
+    from gpt2lab.loading import embedded_path
+
+    stats = json.loads((embedded_path() / "training_stats.json").read_text())
+    _, val = data.tinyshakespeare_split()
+    score = score_text(embedded_lm, val, stride=stats["val_stride"])
+    assert score.tokens == stats["val_tokens"]
+    assert abs(score.bits_per_char - stats["val_bits_per_char"]) < 2e-3, score.bits_per_char

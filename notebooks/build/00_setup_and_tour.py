@@ -9,7 +9,7 @@ nb = CourseNotebook(
     fine-tuning the real model on your own text (notebook 08). Every notebook runs in two worlds:
 
     * **offline on a laptop CPU**, with a small GPT-2 trained on Shakespeare that ships inside the
-      `gpt2lab` package (4 layers, about one million parameters), and
+      `gpt2lab` package (6 layers, about five million parameters), and
     * **on a GPU with the real GPT-2** (124 million parameters and up), downloaded from the Hugging Face Hub.
 
     The code is the same in both; only the numbers and the samples change. When the text says what

@@ -224,7 +224,7 @@ nb.md("""
 `gpt2lab.train_bpe` trains the same kind of tokenizer on all of tinyshakespeare in about a second.
 The bigger the vocabulary, the more characters one token covers, so sequences get shorter (the model
 sees more text in its context window) but the embedding table gets bigger and rare tokens get
-fewer training examples. GPT-2 chose 50,257; the embedded model, trained on one small corpus, 1,024.
+fewer training examples. GPT-2 chose 50,257; the embedded model, trained on one small corpus, 384.
 """)
 
 nb.code("""
@@ -462,7 +462,7 @@ nb.summary([
     ("BPE training is a short loop (count adjacent pairs, merge the most frequent); our thirty-line version learns "
     "the same merges as the `tokenizers` library, and with GPT-2's merges it reproduces GPT-2's tokens exactly."),
     ("The vocabulary size trades sequence length against table size; GPT-2 uses 50,257 tokens, the embedded model "
-    "1,024 learned on Shakespeare."),
+    "384 learned on Shakespeare."),
     "Leading spaces and capitals make different tokens; numbers and non-English text break into irregular pieces.",
     ("The model's input is a token embedding plus a position embedding; tokens used alike get similar vectors, "
     "and in GPT-2 the learned position vectors vary smoothly along the sequence."),

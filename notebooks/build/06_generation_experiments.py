@@ -146,8 +146,10 @@ is instant. Every row of the result is one text with its measurements.
 nb.code("""
 seeds = course.scaled(quick=[0], full=[0, 1, 2, 3, 4])
 samples = 2  # texts per setting and seed (one batched call)
+# fit_context: a model with a short context (the embedded one reads 256 tokens) keeps the end of the
+# prompt when prompt + the "long" setting's 180 new tokens would not fit; GPT-2 (1,024) never needs it
 df = sweep.run_sweep(lm, sweep.CLASSIC_SETTINGS, {"sonnet 1": prompt}, seeds=seeds, samples=samples,
-                     reference=sonnets_pos)
+                     defaults={"fit_context": True}, reference=sonnets_pos)
 print(df.shape)
 df[["setting", "seed", "text", "distinct_2", "repeated_3gram_share", "loop_share", "perplexity", "pos_js"]].head(4)
 """)

@@ -21,7 +21,7 @@ get there is measured for each sentence (optimisation time only); the script pri
 and their ratio, the cost of each tool's default run, the time to explain one 10-word sentence
 (default settings, per word) and a faithfulness table for all attribution methods.
 
-    .venv/bin/python bench/bench_importance.py                  # embedded model, ~3-4 min on 2 CPU cores
+    .venv/bin/python bench/bench_importance.py                  # embedded model, 15+ min on 2 CPU cores
     .venv/bin/python bench/bench_importance.py --sentences 8 --reference-steps 600
     .venv/bin/python bench/bench_importance.py --model gpt2     # real GPT-2 (needs the Hub or a cache)
 """

@@ -124,10 +124,29 @@ def sample_indices(n_items: int, seed: int, start: int, count: int) -> list[int]
     return out
 
 
+MAX_STORED_ORDER = 20_000_000  # above this many items an epoch's order is computed, not stored (160 MB)
+
+
+class _AffineOrder:
+    """A permutation of range(n) without storing it: i -> (a * i + b) mod n with a coprime to n.
+    Less random than a shuffle, but it costs nothing for a stream of billions of windows."""
+
+    def __init__(self, n: int, rng: np.random.Generator):
+        self.n, self.b = n, int(rng.integers(0, n))
+        a = int(rng.integers(1, n))
+        while math.gcd(a, n) != 1:
+            a = a % (n - 1) + 1
+        self.a = a
+
+    def __getitem__(self, i: int) -> int:
+        return (self.a * int(i) + self.b) % self.n
+
+
 @functools.lru_cache(maxsize=2)
-def _epoch_order(n_items: int, seed: int, epoch: int) -> np.ndarray:
+def _epoch_order(n_items: int, seed: int, epoch: int):
     """The shuffled order of one epoch (cached: a step asks for a few items of the same epoch)."""
-    return np.random.default_rng((seed, epoch)).permutation(n_items)
+    rng = np.random.default_rng((seed, epoch))
+    return rng.permutation(n_items) if n_items <= MAX_STORED_ORDER else _AffineOrder(n_items, rng)
 
 
 # ----------------------------------------------------------------------------- config

@@ -102,6 +102,18 @@ def test_random_windows_cover_every_offset_once_per_epoch():
     assert nxt != epoch  # the next epoch comes in another order
 
 
+def test_a_huge_epoch_is_a_permutation_computed_not_stored(monkeypatch):
+    monkeypatch.setattr(training, "MAX_STORED_ORDER", 10)
+    training._epoch_order.cache_clear()
+    try:
+        for n in (97, 100, 1024):  # prime, and sizes with many factors
+            order = sample_indices(n, seed=5, start=0, count=n)
+            assert sorted(order) == list(range(n)) and order != list(range(n))
+            assert sample_indices(n, seed=5, start=n, count=n) != order  # the next epoch differs
+    finally:
+        training._epoch_order.cache_clear()
+
+
 def test_random_windows_are_reproducible_and_in_range():
     ids = torch.arange(100)
     ds = RandomWindows(ids, block_size=8, seed=1, length=50)

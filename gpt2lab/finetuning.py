@@ -808,6 +808,9 @@ class FinetuneResult:
     tokens_seen: int
     train_seconds: float
     lm: LM | None = None  # the fine-tuned model, in memory (LoRA merged)
+    best_checkpoint: Path | None = None  # with keep_best: run_dir/best, its step and validation loss
+    best_step: int | None = None
+    best_val_loss: float | None = None
 
     @property
     def tokens_per_second(self) -> float:
@@ -898,7 +901,8 @@ def finetune(data, model=None, *, steps: int = 1000, run_name: str = "run1",
              block_size: int | None = None, batch_size: int = 4, grad_accum: int = 1,
              learning_rate: float | None = None, warmup_steps: int | None = None, min_lr_ratio: float = 0.1,
              weight_decay: float = 0.0, grad_clip: float = 1.0,
-             checkpoint_every: int = 500, keep_last: int = 1, sample_every: int = 100, sample_length: int = 100,
+             checkpoint_every: int = 500, keep_last: int = 1, keep_best: bool = False,
+             sample_every: int = 100, sample_length: int = 100,
              sample_prompt: str | None = None, eval_every: int | None = None, eval_batches: int = 10,
              log_every: int = 10,
              val_fraction: float = 0.1, val=None, eval_stride: int | None = None, eval_max_tokens: int | None = None,
@@ -921,6 +925,8 @@ def finetune(data, model=None, *, steps: int = 1000, run_name: str = "run1",
     learning_rate: default 1e-4 (3e-4 with LoRA); warmup (default: a tenth of the steps, at most 100)
         then cosine decay to ``learning_rate * min_lr_ratio``.
     checkpoint_every, keep_last: save every N steps (and at the end), keeping the last K checkpoints.
+    keep_best: also keep the weights of the lowest validation loss (judged every ``eval_every`` steps)
+        in ``run_dir/best``; ``load_run(run, best=True)`` loads them. Needs validation data.
     sample_every, sample_length, sample_prompt: print (and append to ``samples.txt``) a sample every N
         steps (0: never); the prompt defaults to the start token for wrapped data, else end-of-text.
     eval_every, eval_batches: validation loss every N steps (default: 5 times per run) on that many batches.
@@ -952,7 +958,7 @@ def finetune(data, model=None, *, steps: int = 1000, run_name: str = "run1",
         max_steps=steps, batch_size=batch_size, grad_accum=grad_accum, learning_rate=lr,
         min_lr_ratio=min_lr_ratio, warmup_steps=min(100, steps // 10) if warmup_steps is None else warmup_steps,
         weight_decay=weight_decay, grad_clip=grad_clip, eval_every=eval_every or max(1, steps // 5),
-        eval_batches=eval_batches, checkpoint_every=checkpoint_every, keep_last=keep_last,
+        eval_batches=eval_batches, checkpoint_every=checkpoint_every, keep_last=keep_last, keep_best=keep_best,
         sample_every=sample_every, sample_tokens=sample_length, seed=seed, mixed_precision=mixed_precision,
         freeze_embeddings=only_train_transformer_layers and not lora_settings, log_every=log_every,
         progress=progress)
@@ -1007,6 +1013,9 @@ def finetune(data, model=None, *, steps: int = 1000, run_name: str = "run1",
     if eval_max_tokens is not None:
         val_ids = val_ids[:eval_max_tokens]
     val_set = Chunks(prepared.val_stream(), block) if len(val_ids) >= 2 else None
+    if keep_best and val_set is None:
+        raise ValueError("keep_best=True needs validation data, and this run has none: keep val_fraction > 0 "
+                         "(with enough data for two validation tokens) or pass val=FILE")
     say(str(report))
     digest = _data_digest(data_path)
     if resuming and previous.get("data", {}).get("sha256") not in (None, digest):
@@ -1038,6 +1047,7 @@ def finetune(data, model=None, *, steps: int = 1000, run_name: str = "run1",
         for name in (SAMPLES_FILE, LOSS_PLOT, RUN_FILE):
             (run_dir / name).unlink(missing_ok=True)
         shutil.rmtree(run_dir / BASE_MODEL_DIR, ignore_errors=True)
+        shutil.rmtree(run_dir / training.BEST_DIR, ignore_errors=True)  # an old run's best is not this run's
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
     _wait_for_everyone()  # with several processes, none may look at the run folder while it is being cleared
@@ -1097,7 +1107,9 @@ def finetune(data, model=None, *, steps: int = 1000, run_name: str = "run1",
     return FinetuneResult(run_name=run_name, run_dir=run_dir, checkpoint=latest, steps=outcome.steps,
                           resumed_from_step=resumed_from, history=outcome.history, data=report,
                           perplexity_before=ppl_before, perplexity_after=ppl_after, tokens_seen=outcome.tokens_seen,
-                          train_seconds=outcome.seconds, lm=lm)
+                          train_seconds=outcome.seconds, lm=lm,
+                          best_checkpoint=Path(outcome.best_checkpoint) if outcome.best_checkpoint else None,
+                          best_step=outcome.best_step, best_val_loss=outcome.best_val_loss)
 
 
 def _lora_settings(lora) -> dict:
@@ -1185,24 +1197,33 @@ def find_checkpoint(run, checkpoint_dir=DEFAULT_CHECKPOINT_DIR, step: int | None
     raise LookupError(f"run {str(path)!r} has no checkpoint of step {step}; it has steps {steps}")
 
 
-def load_run(run, checkpoint_dir=DEFAULT_CHECKPOINT_DIR, *, step: int | None = None, device="auto",
-             dtype="auto", verbose: bool = True) -> LM:
+def load_run(run, checkpoint_dir=DEFAULT_CHECKPOINT_DIR, *, step: int | None = None, best: bool = False,
+             device="auto", dtype="auto", verbose: bool = True) -> LM:
     """Load a fine-tuned model from a run: a run name (looked up in ``checkpoint_dir``), a run folder
-    or one checkpoint folder. ``step`` picks a checkpoint (default: the latest). LoRA runs are
-    rebuilt from their base model and merged. The returned LM's ``info`` holds the run's
+    or one checkpoint folder. ``step`` picks a checkpoint (default: the latest); ``best=True`` loads
+    the weights of the lowest validation loss instead (a run trained with ``keep_best=True``). LoRA
+    runs are rebuilt from their base model and merged. The returned LM's ``info`` holds the run's
     ``start_token``/``end_token``, to use as ``prefix``/``truncate`` when generating."""
     from . import loading
 
+    if best and step is not None:
+        raise ValueError("give step= or best=True, not both")
     run_dir, ckpt = find_checkpoint(run, checkpoint_dir, step)
     info = read_run(run_dir)
     state = training.read_checkpoint_state(ckpt)
+    if best:
+        kept = training.read_best(run_dir)
+        if kept is None:
+            raise FileNotFoundError(f"run {str(run_dir)!r} kept no best weights; train it with keep_best=True "
+                                    "(--keep-best) to keep them")
+        ckpt, state = Path(kept["path"]), kept
     name = f"{run_dir.name}@{state['step']}"
     if (ckpt / "adapter_model.safetensors").is_file():
         lm = _load_lora_run(ckpt, info, device, dtype)
     else:
         lm = loading.load(ckpt, device=device, dtype=dtype, verbose=False)
     lm.name, lm.source = name, "local"
-    lm.info.update(path=str(ckpt), run_dir=str(run_dir), step=state["step"],
+    lm.info.update(path=str(ckpt), run_dir=str(run_dir), step=state["step"], best=best,
                    start_token=info.get("start_token"), end_token=info.get("end_token"))
     if verbose:
         print(f"gpt2lab: loaded run {name!r} ({lm.n_params / 1e6:.1f}M params) from {ckpt}", file=sys.stderr,
@@ -1251,6 +1272,8 @@ def register(subparsers) -> None:
     p.add_argument("--weight-decay", type=float, default=0.0)
     p.add_argument("--checkpoint-every", type=int, default=500)
     p.add_argument("--keep-last", type=int, default=1)
+    p.add_argument("--keep-best", action="store_true",
+                   help="also keep the weights of the lowest validation loss in RUN/best")
     p.add_argument("--sample-every", type=int, default=100)
     p.add_argument("--sample-length", type=int, default=100)
     p.add_argument("--sample-prompt", default=None)
@@ -1288,7 +1311,7 @@ def _cli_finetune(args) -> int:
         args.data, args.model, steps=args.steps, run_name=args.run_name, checkpoint_dir=args.checkpoint_dir,
         resume=not args.fresh, block_size=args.block_size, batch_size=args.batch_size, grad_accum=args.grad_accum,
         learning_rate=args.learning_rate, warmup_steps=args.warmup_steps, weight_decay=args.weight_decay,
-        checkpoint_every=args.checkpoint_every, keep_last=args.keep_last, sample_every=args.sample_every,
+        checkpoint_every=args.checkpoint_every, keep_last=args.keep_last, keep_best=args.keep_best, sample_every=args.sample_every,
         sample_length=args.sample_length, sample_prompt=args.sample_prompt, eval_every=args.eval_every,
         log_every=args.log_every, val_fraction=args.val_fraction, val=args.val, eval_stride=args.eval_stride,
         eval_max_tokens=args.eval_max_tokens, format=args.format, line_by_line=args.line_by_line, wrap=args.wrap,

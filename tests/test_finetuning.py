@@ -464,3 +464,30 @@ def test_generation_from_a_run_with_prefix_and_truncate(tiny_dir, tmp_path):
     index = NoveltyIndex.from_run("memo", checkpoint_dir=tmp_path / "ck", n=4)
     assert index.check(text).copied_fraction == 1.0 and index.check(text).flagged
     assert index.check(text).nearest_text == text
+
+
+def test_keep_best_keeps_the_weights_of_the_lowest_validation_loss(tiny_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    path = write(tmp_path / "story.txt", story())
+    # a large learning rate: validation loss goes down and up again, so the best is not simply the last
+    result = tune(path, tiny_dir, tmp_path, steps=8, eval_every=1, checkpoint_every=1, keep_last=10,
+                  keep_best=True, learning_rate=5e-2)
+    val = {h["step"]: h["val_loss"] for h in result.history if "val_loss" in h}
+    assert sorted(val) == list(range(1, 9))
+    assert result.best_val_loss == min(val.values()) and val[result.best_step] == result.best_val_loss
+    assert result.best_checkpoint == tmp_path / "ck" / "run" / training.BEST_DIR
+    # the kept weights are exactly the checkpoint of that step
+    kept = load_file(result.best_checkpoint / "model.safetensors")
+    same_step = load_file(tmp_path / "ck" / "run" / f"checkpoint-{result.best_step}" / "model.safetensors")
+    assert kept.keys() == same_step.keys() and all(torch.equal(kept[k], same_step[k]) for k in kept)
+    best_lm = load_run("run", checkpoint_dir=tmp_path / "ck", best=True, verbose=False)
+    assert best_lm.info["step"] == result.best_step and best_lm.info["best"] is True
+    with pytest.raises(ValueError, match="not both"):
+        load_run("run", checkpoint_dir=tmp_path / "ck", best=True, step=3)
+    # a fresh start forgets the old run's best; a run without keep_best has none to load
+    tune(path, tiny_dir, tmp_path, steps=2, resume=False)
+    with pytest.raises(FileNotFoundError, match="kept no best weights"):
+        load_run("run", checkpoint_dir=tmp_path / "ck", best=True)
+    with pytest.raises(ValueError, match="keep_best=True needs validation data"):
+        tune(path, tiny_dir, tmp_path, steps=2, keep_best=True, val_fraction=0.0)

@@ -254,6 +254,40 @@ def test_falls_back_to_self_normaliser_without_a_corpus(tiny_lm, monkeypatch):
     np.testing.assert_array_equal(res.sigma, same.sigma)
 
 
+def test_objective_is_fit_minus_rate_times_entropy(tiny_lm):
+    import gpt2lab
+    from gpt2lab import importance
+
+    res = gpt2lab.word_importance(tiny_lm, SENTENCE, steps=5, samples=2, progress=False)
+    quiet = importance.objective(tiny_lm, res, np.full(8, 1e-6), samples=64)
+    assert quiet.fit < 1e-6  # (almost) no noise: the output does not move
+    assert quiet.entropy == pytest.approx(np.log(1e-6))
+    assert quiet.loss == pytest.approx(quiet.fit - 0.1 * quiet.entropy)
+    loud = importance.objective(tiny_lm, res, np.full(8, res.scale), samples=64)
+    assert loud.fit > 100 * quiet.fit and loud.fit_error > 0 and loud.samples == 64
+    # the same noise for the same seed: the estimate is reproducible
+    assert importance.objective(tiny_lm, res, samples=64) == importance.objective(tiny_lm, res, samples=64)
+    with pytest.raises(ValueError, match="8 positive finite numbers"):
+        importance.objective(tiny_lm, res, np.ones(3))
+    with pytest.raises(ValueError, match="8 positive finite numbers"):
+        importance.objective(tiny_lm, res, -np.ones(8))
+    with pytest.raises(ValueError, match="samples=1"):
+        importance.objective(tiny_lm, res, samples=1)
+    with pytest.raises(TypeError, match="WordImportance"):
+        importance.objective(tiny_lm, res.sigma)
+
+
+def test_the_answer_beats_its_neighbours_on_the_objective(tiny_lm):
+    import gpt2lab
+    from gpt2lab import importance
+
+    res = gpt2lab.word_importance(tiny_lm, SENTENCE, steps=200, samples=8, progress=False)
+    found = importance.objective(tiny_lm, res, samples=512).loss
+    for factor in (0.5, 2.0):  # every sigma halved or doubled (within the ceiling)
+        moved = np.minimum(res.sigma * factor, res.scale)
+        assert found < importance.objective(tiny_lm, res, moved, samples=512).loss, factor
+
+
 @pytest.mark.parametrize("kwargs, match", [
     (dict(steps=0), "steps=0"), (dict(samples=-1), "samples=-1"), (dict(lr=0.0), "lr=0.0"),
     (dict(output="attention"), "output='attention'"), (dict(unit="char"), "unit='char'"),
@@ -289,3 +323,17 @@ def test_embedded_model_explains_a_line(embedded_lm):
     assert res.sigma_trace.shape == (3, 7) and list(res.trace_steps) == [10, 20, 30]
     assert np.all(np.diff(res.trace_seconds) > 0)
     assert np.allclose(res.sigma_trace[-1], res.sigma)
+
+
+def test_the_small_start_finds_a_better_optimum_than_half_the_ceiling(embedded_lm):
+    """The claim behind the default init: started at half the ceiling (the published code's typical
+    start), words whose information is already gone drift to the ceiling and the loss ends higher."""
+    import gpt2lab
+    from gpt2lab import importance
+
+    text = "To be, or not to be, that is the"
+    small = gpt2lab.word_importance(embedded_lm, text, progress=False)
+    half = gpt2lab.word_importance(embedded_lm, text, init=0.5, progress=False)
+    assert small.settings["init"] == 0.05
+    low, high = importance.objective(embedded_lm, small), importance.objective(embedded_lm, half)
+    assert low.loss < high.loss - 10 * (low.fit_error + high.fit_error), (low, high)

@@ -221,7 +221,10 @@ Bad rows are never dropped silently. An empty row, bytes that are not valid UTF-
 the text field, or a file too small for one block stop the run with a list of file and line numbers;
 `bad_rows="skip"` leaves such rows out and lists them in the report (Exercise 1).
 
-Now the fine-tune. The run's validation set is 10 rows chosen at random (seeded).
+Now the fine-tune. The run's validation set is 10 rows chosen at random (seeded). A hundred short
+rows are easy to memorise, so validation loss may turn up while training loss keeps falling;
+`keep_best=True` also keeps the weights of the lowest validation loss (in the run's `best/` folder),
+and `gpt2lab.load_run(name, best=True)` loads them.
 """)
 
 nb.code("""
@@ -230,12 +233,13 @@ LR = course.scaled(quick=1e-3, full=1e-4)  # a new style in a few dozen steps ne
 short = gpt2lab.finetune(
     short_texts, lm, steps=CSV_STEPS, run_name="short-texts", checkpoint_dir=RUNS, resume=False,
     block_size=BLOCK, batch_size=BATCH, learning_rate=LR, checkpoint_every=CSV_STEPS, sample_every=0,
-    log_every=2, eval_every=CSV_STEPS // 5)
+    log_every=2, eval_every=CSV_STEPS // 5, keep_best=True)
 fig, axes = plt.subplots(1, 2, figsize=(12, 4))
 shakespeare.plot(axes[0]).set_title("tinyshakespeare")
 short.plot(axes[1]).set_title("short texts (CSV)")
 plt.show()
 print(f"validation perplexity on held-out rows: {short.perplexity_before:.1f} → {short.perplexity_after:.1f}")
+print(f"lowest validation loss {short.best_val_loss:.3f} at step {short.best_step} of {short.steps}")
 """)
 
 nb.md("""

@@ -11,8 +11,9 @@ Runs, side by side on the same model and sentences:
   ones get the noise is arbitrary and the answer is not reproducible). So the comparison measures
   the algorithm, not avoidable waste. The published code starts from random ratios (sigma near
   half the ceiling), where words settle in worse basins of this non-convex objective (see
-  gpt2lab.importance and the "start" table below); by default it starts where gpt2lab starts
-  (``ImportanceSettings.init``); ``--original-random-init`` restores the random start;
+  gpt2lab.importance and the "start" table below). So it runs twice: started as published, and
+  started where gpt2lab starts (``ImportanceSettings.init``), which separates what the start buys
+  from what the optimisation buys (``--original-start`` picks one);
 * gpt2lab, one sentence at a time and all sentences in one batch (``word_importance`` with its
   defaults, including the early stop: a sentence leaves the batch once its answer has settled).
 
@@ -23,8 +24,9 @@ get there is measured for each sentence (optimisation time only); the script pri
 and their ratio, the cost of each tool's default run, the time to explain one 10-word sentence
 (default settings, per word) and a faithfulness table for all attribution methods.
 
-    .venv/bin/python bench/bench_importance.py                  # embedded model, 15+ min on 2 CPU cores
-    .venv/bin/python bench/bench_importance.py --sentences 8 --reference-steps 600
+    .venv/bin/python bench/bench_importance.py --sentences 8    # embedded model: 28 min on 2 CPU cores,
+                                                                 # 22 min once the references are cached
+    .venv/bin/python bench/bench_importance.py --original-start gpt2lab   # skip the published start
     .venv/bin/python bench/bench_importance.py --model gpt2     # real GPT-2 (needs the Hub or a cache)
 """
 from __future__ import annotations

@@ -122,6 +122,14 @@ class OriginalInterpreter(torch.nn.Module):
 
 def original_run(lm, text: str, r2: torch.Tensor, scale: float, rate: float, steps: int, check_every: int,
                  seed: int, random_init: bool = False):
+    torch.manual_seed(seed)
+    interpreter = original_interpreter(lm, text, r2, scale, rate, None if random_init else ImportanceSettings().init)
+    return interpreter.optimize(steps, lr=0.01, check_every=check_every)
+
+
+def original_interpreter(lm, text: str, r2: torch.Tensor, scale: float, rate: float,
+                         init: float | None) -> OriginalInterpreter:
+    """The original's Interpreter for ``text`` (one ratio per word; init=None: random as published)."""
     split = split_words(lm.tokenizer, text)
     ids = list(split.input_ids)
     embed = lm.model.get_input_embeddings()
@@ -133,11 +141,8 @@ def original_run(lm, text: str, r2: torch.Tensor, scale: float, rate: float, ste
         inputs = torch.cat([bos, x_words]).unsqueeze(0)
         return lm.model(inputs_embeds=inputs, logits_to_keep=1, use_cache=False).logits[0, -1]
 
-    torch.manual_seed(seed)
-    interpreter = OriginalInterpreter(x, phi, scale, rate, r2.sqrt(),
-                                      torch.tensor(split.token_to_word, device=lm.device),
-                                      init=None if random_init else ImportanceSettings().init)
-    return interpreter.optimize(steps, lr=0.01, check_every=check_every)
+    return OriginalInterpreter(x, phi, scale, rate, r2.sqrt(), torch.tensor(split.token_to_word, device=lm.device),
+                               init=init)
 
 
 def time_to_answer(times, sigmas, reference) -> tuple[float | None, float]:

@@ -337,3 +337,49 @@ def test_the_small_start_finds_a_better_optimum_than_half_the_ceiling(embedded_l
     assert small.settings["init"] == 0.05
     low, high = importance.objective(embedded_lm, small), importance.objective(embedded_lm, half)
     assert low.loss < high.loss - 10 * (low.fit_error + high.fit_error), (low, high)
+
+
+# ----------------------------------------------------------------------------- the benchmark's original
+
+def _bench():
+    import importlib
+    import sys
+
+    from conftest import ROOT
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        return importlib.import_module("bench_importance")
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+
+
+def test_the_bench_original_minimises_the_same_objective(tiny_lm):
+    """The re-implemented original must solve gpt2lab's problem, or the bench compares apples and pears:
+    its loss is gpt2lab's objective plus the constant rate * log(scale) (it logs sigmoid(ratio), not sigma)."""
+    import gpt2lab
+    from gpt2lab import importance
+
+    bench = _bench()
+    # a word of several pieces, and a large rate: the entropy term must be a mean over words, not pieces
+    text, rate = "The antidisestablishmentarianism of thee, said", 2.0
+    res = gpt2lab.word_importance(tiny_lm, text, steps=1, samples=1, rate=rate, progress=False)
+    r2 = importance.output_variance(tiny_lm)
+    original = bench.original_interpreter(tiny_lm, text, r2, res.scale, rate, init=0.2)
+    fractions = torch.linspace(0.01, 0.3, len(res.words))
+    with torch.no_grad():
+        original.ratio.copy_(torch.logit(fractions).unsqueeze(1))
+        torch.manual_seed(0)
+        draws = torch.stack([original() for _ in range(3000)]).double()
+    expected = importance.objective(tiny_lm, res, fractions.double().numpy() * res.scale, samples=3000)
+    tolerance = 4 * (expected.fit_error + float(draws.std()) / 3000 ** 0.5)
+    assert float(draws.mean()) == pytest.approx(expected.loss + rate * np.log(res.scale), abs=tolerance)
+
+
+def test_the_bench_runs_end_to_end(embedded_lm, capsys):
+    bench = _bench()
+    bench.main(["--sentences", "1", "--reference-steps", "100", "--reference-samples", "4", "--max-original-steps",
+                "50", "--ladder", "25", "--original-start", "gpt2lab", "--skip-faithfulness"])
+    out = capsys.readouterr().out
+    assert "the default start ends lower on" in out and "explaining one 10-word sentence" in out
+    assert "original started where gpt2lab starts" in out and "cost per step" in out

@@ -24,7 +24,7 @@ get there is measured for each sentence (optimisation time only); the script pri
 and their ratio, the cost of each tool's default run, the time to explain one 10-word sentence
 (default settings, per word) and a faithfulness table for all attribution methods.
 
-    .venv/bin/python bench/bench_importance.py --sentences 8    # embedded model: 28 min on 2 CPU cores,
+    .venv/bin/python bench/bench_importance.py                  # embedded model: 28 min on 2 CPU cores,
                                                                  # 22 min once the references are cached
     .venv/bin/python bench/bench_importance.py --original-start gpt2lab   # skip the published start
     .venv/bin/python bench/bench_importance.py --model gpt2     # real GPT-2 (needs the Hub or a cache)
@@ -47,7 +47,8 @@ from scipy.stats import ConstantInputWarning, spearmanr
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import gpt2lab  # noqa: E402
-from gpt2lab.importance import ImportanceSettings, _bos_id, default_scale, frozen, objective, output_variance  # noqa: E402
+from gpt2lab.importance import (  # noqa: E402
+    ImportanceSettings, _bos_id, default_scale, frozen, objective, output_variance)
 from gpt2lab.words import split_words  # noqa: E402
 
 SENTENCES = [
@@ -171,13 +172,19 @@ def references(lm, texts: list[str], long: dict, seed: int):
                                sorted(ImportanceSettings().__dict__.items()))).encode()).hexdigest()[:16]
     path = data.cache_dir() / "importance" / f"bench-references-{key}.pkl"
     if path.is_file():
-        with open(path, "rb") as fh:
+        try:
+            with open(path, "rb") as fh:
+                runs = pickle.load(fh)
             print(f"reference runs: from the cache {path}")
-            return pickle.load(fh)
+            return runs
+        except Exception as err:  # written by another version of gpt2lab, or damaged: compute again
+            print(f"reference runs: cache {path} unreadable ({type(err).__name__}); computing them again")
     runs = tuple(gpt2lab.word_importance(lm, texts, seed=seed + extra, **long) for extra in (1000, 2000))
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as fh:
+    partial = path.with_suffix(".part")
+    with open(partial, "wb") as fh:
         pickle.dump(runs, fh)
+    os.replace(partial, path)  # a crash mid-write never leaves a half file under the real name
     return runs
 
 
@@ -189,7 +196,8 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="embedded", help="embedded (default), a local dir or a Hub id")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--sentences", type=int, default=6, help=f"how many of the {len(SENTENCES)} sentences")
+    parser.add_argument("--sentences", type=int, default=len(SENTENCES),
+                        help=f"how many of the {len(SENTENCES)} sentences (default: all)")
     parser.add_argument("--max-original-steps", type=int, default=5000, help="5000 = the published default run")
     parser.add_argument("--check-every", type=int, default=25, help="original: steps between checkpoints")
     parser.add_argument("--original-start", choices=["both", "published", "gpt2lab"], default="both",
@@ -238,14 +246,15 @@ def main(argv=None) -> None:
     t0 = time.perf_counter()
     print("start: final loss (1024 fresh noise samples) and agreement of two seeds, default settings otherwise")
     print(f"{'sentence':40s} " + " ".join(f"{'init ' + str(v):>22s}" for v in (ImportanceSettings().init, 0.5)))
-    starts = {}
+    by_init = {}
     for init in (ImportanceSettings().init, 0.5):
         one = gpt2lab.word_importance(lm, texts, init=init, seed=args.seed + 1, progress=False)
         two = gpt2lab.word_importance(lm, texts, init=init, seed=args.seed + 2, progress=False)
-        starts[init] = [(objective(lm, a).loss, spearmanr(a.sigma, b.sigma).statistic) for a, b in zip(one, two)]
+        by_init[init] = [(objective(lm, a).loss, spearmanr(a.sigma, b.sigma).statistic) for a, b in zip(one, two)]
     for i, text in enumerate(texts):
-        print(f"{text[:40]:40s} " + " ".join(f"loss {starts[v][i][0]:6.3f} rho {starts[v][i][1]:5.2f}" for v in starts))
-    lower = sum(starts[ImportanceSettings().init][i][0] < starts[0.5][i][0] for i in range(len(texts)))
+        print(f"{text[:40]:40s} "
+              + " ".join(f"loss {by_init[v][i][0]:6.3f} rho {by_init[v][i][1]:5.2f}" for v in by_init))
+    lower = sum(by_init[ImportanceSettings().init][i][0] < by_init[0.5][i][0] for i in range(len(texts)))
     print(f"the default start ends lower on {lower} of {len(texts)} sentences ({time.perf_counter() - t0:.0f} s)\n")
     if not posed:
         raise SystemExit("no sentence has a reproducible reference answer; use more --reference-steps")
@@ -294,8 +303,9 @@ def main(argv=None) -> None:
 
     medians = {}
     for start in starts:
+        how = "as published (random ratios)" if start == "published" else "where gpt2lab starts"
         print(f"\ntime to the reference answer (Spearman >= {THRESHOLD} from then on), seconds, one sentence at a "
-              f"time; original started {'as published (random ratios)' if start == 'published' else 'where gpt2lab starts'}")
+              f"time; original started {how}")
         print(f"gpt2lab: the shortest of {ladder} steps x {args.samples} samples that gets there; "
               f"original: checkpoints every {args.check_every} of up to {args.max_original_steps} steps")
         print(f"{'sentence':40s} {'words':>6s} {'original':>9s} {'gpt2lab':>9s} {'steps':>6s} {'ratio':>9s}  "

@@ -724,11 +724,16 @@ def objective(lm, result: WordImportance, sigma=None, *, samples: int = 1024, se
     if not isinstance(result, WordImportance):
         raise TypeError(f"result must be a WordImportance from word_importance, got {type(result).__name__}")
     sigma = np.asarray(result.sigma if sigma is None else sigma, dtype=np.float64)
-    if sigma.shape != (len(result.words),) or not np.all(np.isfinite(sigma)) or not np.all(sigma > 0):
+    if sigma.shape != (len(result.words),):
         raise ValueError(f"sigma must hold {len(result.words)} positive finite numbers (one per word of the "
                          f"result), got shape {sigma.shape}")
+    if not (np.all(np.isfinite(sigma)) and np.all(sigma > 0)):
+        raise ValueError(f"sigma must hold {len(result.words)} positive finite numbers (one per word of the "
+                         f"result), got {np.round(sigma, 4).tolist()}")
     if not (isinstance(samples, int) and samples >= 2):
         raise ValueError(f"samples={samples!r} is not allowed; use an integer >= 2")
+    if not (isinstance(chunk, int) and chunk >= 1):
+        raise ValueError(f"chunk={chunk!r} is not allowed; use an integer >= 1 (noise samples per forward pass)")
     s = result.settings
     split = (split_words if s["unit"] == "word" else split_tokens)(lm.tokenizer, result.text)
     if split.n_words != len(result.words):
@@ -756,5 +761,5 @@ def objective(lm, result: WordImportance, sigma=None, *, samples: int = 1024, se
         fits = torch.cat(fits).double().cpu().numpy()
     entropy = float(np.log(sigma).mean())
     fit = float(fits.mean())
-    return ObjectiveEstimate(loss=fit - s["rate"] * entropy, fit=fit, fit_error=float(fits.std(ddof=1) / math.sqrt(samples)),
-                             entropy=entropy, samples=samples)
+    return ObjectiveEstimate(loss=fit - s["rate"] * entropy, fit=fit,
+                             fit_error=float(fits.std(ddof=1) / math.sqrt(samples)), entropy=entropy, samples=samples)

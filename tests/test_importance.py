@@ -273,6 +273,8 @@ def test_objective_is_fit_minus_rate_times_entropy(tiny_lm):
         importance.objective(tiny_lm, res, -np.ones(8))
     with pytest.raises(ValueError, match="samples=1"):
         importance.objective(tiny_lm, res, samples=1)
+    with pytest.raises(ValueError, match="chunk=0"):
+        importance.objective(tiny_lm, res, chunk=0)
     with pytest.raises(TypeError, match="WordImportance"):
         importance.objective(tiny_lm, res.sigma)
 

@@ -33,7 +33,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import HTML, display
 
-from gpt2lab import attribution, course
+from gpt2lab import attribution, course, importance
 from gpt2lab.words import split_words
 """)
 
@@ -115,8 +115,6 @@ are judged on equal terms. Lower is better: it is the quantity both searches min
 """)
 
 nb.code("""
-from gpt2lab import importance
-
 from_half = gpt2lab.word_importance(lm, text, steps=steps, init=0.5)
 for name, answer in [("default start (init=0.05)", result), ("half the ceiling (init=0.5)", from_half)]:
     score = importance.objective(lm, answer)

@@ -1,6 +1,8 @@
 """Choosing where a model runs (CUDA, Apple MPS or CPU) and in which precision."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
@@ -64,6 +66,51 @@ def pick_dtype(dtype: str | torch.dtype | None, device: torch.device, n_params: 
     if dtype not in DTYPE_CHOICES:
         raise ValueError(f"dtype={dtype!r} is not known; use one of {', '.join(DTYPE_CHOICES)} or a torch.dtype")
     return getattr(torch, dtype)
+
+
+def _cpu_flags() -> set[str]:
+    """The feature flags the Linux kernel lists for the CPU (empty elsewhere or when unreadable)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return set()
+    flags: set[str] = set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):  # x86 says "flags", ARM says "Features"
+            flags.update(value.split())
+    return flags
+
+
+def native_bf16(device: str | torch.device = "cpu") -> bool:
+    """Whether ``device`` computes in bfloat16 natively rather than by emulation.
+
+    CUDA: ``torch.cuda.is_bf16_supported()``. CPU: x86 with AVX-512 BF16 or AMX, or ARM with the
+    BF16 extension; on other CPUs (e.g. AMD EPYC without AVX-512) bf16 matrix products are emulated
+    and several times slower than float32. MPS: False (autocast support there varies by release).
+    """
+    device = torch.device(device) if isinstance(device, str) else device
+    if device.type == "cuda":
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    if device.type != "cpu":
+        return False
+    cpu = getattr(torch, "cpu", None)
+    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        check = getattr(cpu, probe, None)
+        if check is not None and check():
+            return True
+    flags = _cpu_flags()
+    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
+
+
+def autocast_precision(device: str | torch.device = "cpu") -> str:
+    """The mixed precision worth training in on ``device``, in accelerate's terms: "bf16" where it is
+    native (CUDA with bf16, CPUs with AVX-512 BF16 / AMX / ARM BF16), "fp16" on older CUDA GPUs, and
+    "no" (float32) everywhere else, since emulated bf16 is slower than float32."""
+    device = torch.device(device) if isinstance(device, str) else device
+    if native_bf16(device):
+        return "bf16"
+    return "fp16" if device.type == "cuda" else "no"
 
 
 def describe(device: torch.device) -> str:

@@ -2,8 +2,10 @@
 
 A 6-layer GPT-2 (the same ``GPT2LMHeadModel`` class as the real one, about 5M parameters) with its own
 384-token byte-level BPE (1.7 characters per token), trained from scratch on the tinyshakespeare
-train split with ``gpt2lab.training`` (bfloat16 autocast, which CPUs with AVX-512 BF16 run about
-twice as fast as float32). Training windows start at every offset of the text in shuffled order;
+train split with ``gpt2lab.training``, in bfloat16 autocast where the hardware runs bf16 natively
+(CPUs with AVX-512 BF16 or AMX run it about twice as fast as float32) and in float32 elsewhere (CPUs
+without native bf16, such as AMD EPYC without AVX-512, emulate it several times slower); the run says
+which it chose. Training windows start at every offset of the text in shuffled order;
 the weights kept are those of the evaluation with the lowest validation loss. They are
 stored as float16 safetensors to stay small; gpt2lab loads them as float32. A model card with the
 measured figures is written beside the weights.
@@ -18,6 +20,7 @@ from pathlib import Path
 import torch
 
 from . import data
+from .device import native_bf16
 from .bpe import train_bpe
 from .evaluation import score_text
 from .training import RandomWindows, PackedBlocks, TrainConfig, load_checkpoint_weights, train
@@ -36,6 +39,23 @@ def build_model(tokenizer, seed: int = 0):
     config = GPT2Config(**ARCH, resid_pdrop=DROPOUT, embd_pdrop=DROPOUT, attn_pdrop=0.0,
                         bos_token_id=eos, eos_token_id=eos, pad_token_id=eos)
     return GPT2LMHeadModel(config)
+
+
+def choose_precision(choice: str = "auto", device: str = "cpu") -> str:
+    """The autocast precision of the run ("bf16" or "no"), printed with the reason.
+
+    "auto" takes bf16 only where ``device`` runs it natively (``gpt2lab.device.native_bf16``): on a
+    CPU that emulates bf16 the recipe would run several times slower than in float32."""
+    if choice not in ("auto", "bf16", "no"):
+        raise ValueError(f"precision must be one of auto, bf16, no; got {choice!r}")
+    if choice == "auto":
+        native = native_bf16(device)
+        choice = "bf16" if native else "no"
+        reason = "runs bf16 natively" if native else "has no native bf16 (it would be emulated, slowly)"
+        print(f"gpt2lab recipe: {'bfloat16 autocast' if native else 'float32'}: this {device.upper()} {reason}")
+    else:
+        print(f"gpt2lab recipe: {'bfloat16 autocast' if choice == 'bf16' else 'float32'}, as asked")
+    return choice
 
 
 def training_loop_seconds(history: list) -> float:
@@ -72,7 +92,18 @@ def main(argv=None):
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=1337)
     parser.add_argument("--work-dir", default="build/embedded-run-v9", help="checkpoints while training")
+    parser.add_argument("--precision", choices=("auto", "bf16", "no"), default="auto",
+                        help="autocast precision: auto = bf16 where this CPU/GPU runs it natively, else float32 (no)")
+    parser.add_argument("--eval-batches", type=int, default=None,
+                        help="batches per validation during training (default: the whole held-out split)")
+    parser.add_argument("--score-chars", type=int, default=None,
+                        help="held-out characters scored at the end (default: all of them)")
     args = parser.parse_args(argv)
+    for name in ("eval_batches", "score_chars"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    precision = choose_precision(args.precision)
 
     train_text, val_text = data.tinyshakespeare_split()
     out = Path(args.out)
@@ -81,16 +112,18 @@ def main(argv=None):
     tokenizer.model_max_length = ARCH["n_positions"]
     _check_resumable(Path(args.work_dir), tokenizer)
     train_ids = tokenizer(train_text)["input_ids"]
+    if args.score_chars is not None:
+        val_text = val_text[:args.score_chars]
     val_ids = tokenizer(val_text)["input_ids"]
     block = ARCH["n_positions"]
     model = build_model(tokenizer, args.seed)
     val_blocks = PackedBlocks(val_ids, block)
     cfg = TrainConfig(max_steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr,
                       warmup_steps=min(100, args.steps // 10), min_lr_ratio=0.05, weight_decay=0.1,
-                      eval_every=max(1, args.steps // 16), eval_batches=-(-len(val_blocks) // args.batch_size),
+                      eval_every=max(1, args.steps // 16), eval_batches=args.eval_batches or -(-len(val_blocks) // args.batch_size),
                       checkpoint_every=200, keep_last=1,
                       keep_best=True,
-                      sample_every=0, seed=args.seed, mixed_precision="bf16")
+                      sample_every=0, seed=args.seed, mixed_precision=precision)
     result = train(model, RandomWindows(train_ids, block, seed=args.seed), val_blocks, cfg,
                    tokenizer=tokenizer, output_dir=args.work_dir)
     train_seconds = training_loop_seconds(result.history)
@@ -109,7 +142,7 @@ def main(argv=None):
         "architecture": ARCH, "dropout": DROPOUT, "parameters": lm.n_params,
         "train_chars": len(train_text), "val_chars": len(val_text),
         "train_tokens": len(train_ids), "val_tokens": len(val_ids),
-        "steps": cfg.max_steps, "batch_size": cfg.batch_size, "block_size": block,
+        "precision": precision, "steps": cfg.max_steps, "batch_size": cfg.batch_size, "block_size": block,
         "kept_step": result.best_step, "kept_val_loss_packed": result.best_val_loss,
         "tokens_seen": result.tokens_seen, "train_seconds": round(train_seconds, 1),
         "val_loss_nats_per_token": round(val.loss, 4), "val_bits_per_char": round(val.bits_per_char, 4),
@@ -155,7 +188,8 @@ def write_model_card(folder: str | Path) -> Path:
         *([f"| weights kept | step {stats['kept_step']}, the evaluation with the lowest validation loss "
            f"({stats['kept_val_loss_packed']} nats/token over non-overlapping blocks) |"]
           if stats.get("kept_step") else []),
-        f"| training time | {stats['train_seconds'] / 60:.1f} min on {stats['machine']} |",
+        f"| training time | {stats['train_seconds'] / 60:.1f} min on {stats['machine']}, "
+        f"{'bfloat16 autocast' if stats.get('precision', 'bf16') == 'bf16' else 'float32'} |",
         f"| held-out loss | {stats['val_loss_nats_per_token']} nats/token, **{stats['val_bits_per_char']} bits/char** "
         f"(sliding window, stride {stats['val_stride']}) |",
         "| files | " + ", ".join(f"{k} ({v / 1e6:.2f} MB)" for k, v in sorted(sizes.items()) if k != "MODEL_CARD.md")

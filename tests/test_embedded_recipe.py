@@ -16,14 +16,37 @@ def test_training_time_adds_up_over_resumed_runs():
     assert embedded_recipe.training_loop_seconds([]) == 0.0
 
 
-def test_the_recipe_command_runs_end_to_end(tmp_path):
-    """A few steps of the real recipe (real data, real BPE, the shipped architecture): the card, the
-    statistics and the weights written are those of the kept (lowest validation loss) evaluation."""
+def test_the_recipe_takes_bf16_only_where_it_is_native(monkeypatch, capsys):
+    monkeypatch.setattr(embedded_recipe, "native_bf16", lambda device="cpu": True)
+    assert embedded_recipe.choose_precision("auto") == "bf16"
+    assert "bfloat16 autocast: this CPU runs bf16 natively" in capsys.readouterr().out
+    monkeypatch.setattr(embedded_recipe, "native_bf16", lambda device="cpu": False)
+    assert embedded_recipe.choose_precision("auto") == "no"
+    assert "float32: this CPU has no native bf16" in capsys.readouterr().out
+    assert embedded_recipe.choose_precision("bf16") == "bf16"  # asked for explicitly: obeyed
+    with pytest.raises(ValueError, match="one of auto, bf16, no"):
+        embedded_recipe.choose_precision("fp8")
+
+
+def test_the_recipe_refuses_an_empty_evaluation_budget(capsys):
+    with pytest.raises(SystemExit):
+        embedded_recipe.main(["--eval-batches", "0"])
+    assert "--eval-batches must be >= 1, got 0" in capsys.readouterr().err
+
+
+def test_the_recipe_command_runs_end_to_end(tmp_path, monkeypatch):
+    """A few steps of the real recipe (real data, real BPE, the shipped architecture) on the path a
+    CPU without native bf16 takes (forced here, whatever this machine has): float32, and the card, the
+    statistics and the weights written are those of the kept (lowest validation loss) evaluation. A
+    small evaluation budget keeps it to seconds on any CPU."""
     import gpt2lab
     from gpt2lab.training import read_best
 
+    monkeypatch.setattr(embedded_recipe, "native_bf16", lambda device="cpu": False)
     out, work = tmp_path / "model", tmp_path / "work"
-    stats = embedded_recipe.main(["--steps", "4", "--batch-size", "2", "--out", str(out), "--work-dir", str(work)])
+    stats = embedded_recipe.main(["--steps", "4", "--batch-size", "2", "--out", str(out), "--work-dir", str(work),
+                                  "--eval-batches", "2", "--score-chars", "4000"])
+    assert stats["precision"] == "no"
     best = read_best(work)
     assert stats["kept_step"] == best["step"] and stats["kept_val_loss_packed"] == best["val_loss"]
     vals = [h["val_loss"] for h in stats["history"] if "val_loss" in h]

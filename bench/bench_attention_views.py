@@ -39,8 +39,8 @@ import matplotlib.pyplot as plt
 import torch
 
 import gpt2lab
-from gpt2lab import attention_views as views
 from gpt2lab import data
+from gpt2lab.attention import views
 
 PASSAGE = ("First Citizen: Before we proceed any further, hear me speak. All: Speak, speak. First Citizen: "
            "You are all resolved rather to die than to famish? All: Resolved. resolved. First Citizen: First, "

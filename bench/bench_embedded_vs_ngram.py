@@ -24,9 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import gpt2lab  # noqa: E402
 from gpt2lab import data  # noqa: E402
-from gpt2lab.bpe import train_bpe  # noqa: E402
-from gpt2lab.evaluation import score_text  # noqa: E402
-from gpt2lab.ngram import NGramLM  # noqa: E402
+from gpt2lab.basics.bpe import train_bpe  # noqa: E402
+from gpt2lab.basics.evaluation import score_text  # noqa: E402
+from gpt2lab.basics.ngram import NGramLM  # noqa: E402
 
 
 def main(argv=None):
@@ -61,7 +61,7 @@ def main(argv=None):
             t = time.perf_counter()
             try:
                 ng = NGramLM(n, level="token", tokenizer=tokenizer).fit(train)
-            except ValueError as err:  # n-grams of a big vocabulary no longer fit gpt2lab.ngram's 64-bit keys
+            except ValueError as err:  # n-grams of a big vocabulary no longer fit gpt2lab.basics.ngram's 64-bit keys
                 print(f"token {n}-gram ({label}): skipped, {err}")
                 break
             add(f"token {n}-gram ({label}), kneser-ney", time.perf_counter() - t, ng.bits_per_char(val))

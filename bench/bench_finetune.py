@@ -37,7 +37,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch  # noqa: E402
 
 import gpt2lab  # noqa: E402
-from gpt2lab import data, finetuning, training  # noqa: E402
+from gpt2lab import data, training  # noqa: E402
+from gpt2lab.training import finetuning
 
 
 def hand_loop(model, inputs, labels, order, steps, warmup, batch, cfg, device) -> tuple[float, float]:

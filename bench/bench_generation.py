@@ -2,7 +2,7 @@
 
 1. Overhead of ``gpt2lab.generate`` (validation, tokenising, left padding, seeding, decoding the texts)
    over calling ``model.generate`` directly with the same settings on the same prompt. Goal: <= 5 %.
-2. The from-scratch decoders of ``gpt2lab.decoding`` (greedy, sampling, beam search, with the KV cache)
+2. The from-scratch decoders of ``gpt2lab.generation.decoding`` (greedy, sampling, beam search, with the KV cache)
    against ``model.generate`` with the same settings. Goal: within 1.5x.
 3. (``--no-cache``) the from-scratch greedy decoder with and without the KV cache at growing lengths, to
    show the quadratic cost of recomputing everything at every step.
@@ -26,8 +26,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import gpt2lab  # noqa: E402
-from gpt2lab import decoding, generation  # noqa: E402
-from gpt2lab.params import GenerationParams  # noqa: E402
+from gpt2lab import generation  # noqa: E402
+from gpt2lab.generation import decoding
+from gpt2lab.generation.params import GenerationParams  # noqa: E402
 
 PROMPT = "ROMEO:\nBut soft, what light through yonder window breaks?\n"
 

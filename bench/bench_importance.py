@@ -11,7 +11,7 @@ Runs, side by side on the same model and sentences:
   ones get the noise is arbitrary and the answer is not reproducible). So the comparison measures
   the algorithm, not avoidable waste. The published code starts from random ratios (sigma near
   half the ceiling), where words settle in worse basins of this non-convex objective (see
-  gpt2lab.importance and the "start" table below). So it runs twice: started as published, and
+  gpt2lab.explain.importance and the "start" table below). So it runs twice: started as published, and
   started where gpt2lab starts (``ImportanceSettings.init``), which separates what the start buys
   from what the optimisation buys (``--original-start`` picks one);
 * gpt2lab, one sentence at a time and all sentences in one batch (``word_importance`` with its
@@ -47,9 +47,10 @@ from scipy.stats import ConstantInputWarning, spearmanr
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import gpt2lab  # noqa: E402
-from gpt2lab.importance import (  # noqa: E402
-    ImportanceSettings, _bos_id, default_scale, frozen, objective, output_variance)
-from gpt2lab.words import split_words  # noqa: E402
+from gpt2lab.explain.importance import ImportanceSettings, default_scale, frozen, objective, output_variance
+from gpt2lab.explain.words import split_words  # noqa: E402
+from gpt2lab.fingerprint import model_fingerprint
+from gpt2lab.tokens import bos_id
 
 SENTENCES = [
     "To be, or not to be, that is the",
@@ -136,7 +137,7 @@ def original_interpreter(lm, text: str, r2: torch.Tensor, scale: float, rate: fl
     embed = lm.model.get_input_embeddings()
     with torch.no_grad():
         x = embed(torch.tensor(ids, device=lm.device)).detach()
-        bos = embed(torch.tensor([_bos_id(lm.tokenizer)], device=lm.device)).detach()
+        bos = embed(torch.tensor([bos_id(lm.tokenizer)], device=lm.device)).detach()
 
     def phi(x_words):  # the last position's next-token logits, conditioned on <|endoftext|> first
         inputs = torch.cat([bos, x_words]).unsqueeze(0)
@@ -166,7 +167,6 @@ def references(lm, texts: list[str], long: dict, seed: int):
     import pickle
 
     from gpt2lab import data
-    from gpt2lab.importance import model_fingerprint
 
     key = hashlib.sha256(repr((model_fingerprint(lm.model), sorted(long.items()), texts, seed,
                                sorted(ImportanceSettings().__dict__.items()))).encode()).hexdigest()[:16]
@@ -375,7 +375,7 @@ def main(argv=None) -> None:
     print("  most to least important:", " | ".join(res.ranking()), f"-> next {res.prediction!r}")
 
     if not args.skip_faithfulness:
-        from gpt2lab.attribution import faithfulness_table
+        from gpt2lab.explain.attribution import faithfulness_table
 
         t0 = time.perf_counter()
         report = faithfulness_table(lm, SENTENCES[:args.faithfulness_sentences], metric="kl", mode="remove",

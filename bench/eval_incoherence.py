@@ -1,7 +1,7 @@
 """How well does the incoherence filter work? Precision and recall on held-out seeds and prompts.
 
 Generates a labelled set with the embedded Shakespeare model (or any model): the settings of
-``gpt2lab.incoherence.SANE_SETTINGS`` (label: fine) and ``DEGENERATE_SETTINGS`` (label: degenerate)
+``gpt2lab.experiments.incoherence.SANE_SETTINGS`` (label: fine) and ``DEGENERATE_SETTINGS`` (label: degenerate)
 x seeds x prompts from held-out Shakespeare. The training split (the first seeds x the first prompts)
 fits the scorer's reference statistics and its threshold; the test split (the other seeds x the
 other prompts) is only scored. Prints both splits' precision/recall, the per-setting flag rates
@@ -47,7 +47,7 @@ def main(argv=None) -> int:
     import pandas as pd
 
     import gpt2lab
-    from gpt2lab import incoherence, sweep
+    from gpt2lab.experiments import incoherence, sweep
 
     start = time.perf_counter()
     lm = gpt2lab.load(args.model)

@@ -10,6 +10,8 @@ import os
 
 import torch
 
+__all__ = ["ENV_SCALE", "SCALES", "scale", "scaled", "is_quick"]
+
 ENV_SCALE = "GPT2LAB_SCALE"
 SCALES = ("quick", "full")
 

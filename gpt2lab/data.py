@@ -18,10 +18,16 @@ import hashlib
 import os
 import re
 import shutil
-import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+from gpt2lab import files
+
+__all__ = ["ENV_MIRROR", "ENV_CACHE", "DOWNLOAD_TIMEOUT_S", "TRAIN_FRACTION", "RemoteFile", "FILES",
+           "DataUnavailableError", "cache_dir", "mirror_dir", "sha256_of", "fetch", "tinyshakespeare",
+           "split_text", "tinyshakespeare_split", "Sonnet", "roman_to_int", "parse_sonnets", "sonnets",
+           "gpt2_tokenizer_dir", "gpt2_tokenizer", "NLTK_PACKAGES", "ensure_nltk_data"]
 
 ENV_MIRROR = "GPT2LAB_DATA_MIRROR"
 ENV_CACHE = "GPT2LAB_CACHE"
@@ -114,23 +120,16 @@ def fetch(relpath: str) -> Path:
 def _download(spec: RemoteFile, target: Path) -> None:
     from tqdm.auto import tqdm
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=target.name + ".", suffix=".part")
     digest = hashlib.sha256()
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(spec.url, timeout=DOWNLOAD_TIMEOUT_S) as resp:
-            with tqdm(total=spec.size, unit="B", unit_scale=True, desc=f"download {spec.relpath}",
-                      leave=False) as bar:
-                for chunk in iter(lambda: resp.read(1 << 16), b""):
-                    out.write(chunk)
-                    digest.update(chunk)
-                    bar.update(len(chunk))
+    # atomic: never a half-written (or unverified) file under the real name
+    with files.atomic_file(target, "wb") as out, urllib.request.urlopen(spec.url, timeout=DOWNLOAD_TIMEOUT_S) as resp:
+        with tqdm(total=spec.size, unit="B", unit_scale=True, desc=f"download {spec.relpath}", leave=False) as bar:
+            for chunk in iter(lambda: resp.read(1 << 16), b""):
+                out.write(chunk)
+                digest.update(chunk)
+                bar.update(len(chunk))
         if digest.hexdigest() != spec.sha256:
             raise ValueError(f"SHA-256 mismatch: got {digest.hexdigest()}, expected {spec.sha256}")
-        os.replace(tmp_name, target)  # atomic: never a half-written file under the real name
-    finally:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
 
 
 # ---------------------------------------------------------------- corpora

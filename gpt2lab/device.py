@@ -5,6 +5,9 @@ from pathlib import Path
 
 import torch
 
+__all__ = ["DEVICE_CHOICES", "DTYPE_CHOICES", "DeviceUnavailableError", "pick_device", "pick_dtype",
+           "native_bf16", "autocast_precision", "describe"]
+
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 DTYPE_CHOICES = ("auto", "float32", "float16", "bfloat16")
 

@@ -2,7 +2,7 @@
 
 A 6-layer GPT-2 (the same ``GPT2LMHeadModel`` class as the real one, about 5M parameters) with its own
 384-token byte-level BPE (1.7 characters per token), trained from scratch on the tinyshakespeare
-train split with ``gpt2lab.training``, in bfloat16 autocast where the hardware runs bf16 natively
+train split with ``gpt2lab.training.loop``, in bfloat16 autocast where the hardware runs bf16 natively
 (CPUs with AVX-512 BF16 or AMX run it about twice as fast as float32) and in float32 elsewhere (CPUs
 without native bf16, such as AMD EPYC without AVX-512, emulate it several times slower); the run says
 which it chose. Training windows start at every offset of the text in shuffled order;
@@ -19,11 +19,14 @@ from pathlib import Path
 
 import torch
 
-from . import data
-from .device import native_bf16
-from .bpe import train_bpe
-from .evaluation import score_text
-from .training import RandomWindows, PackedBlocks, TrainConfig, load_checkpoint_weights, train
+from gpt2lab import data, files
+from gpt2lab.basics.bpe import train_bpe
+from gpt2lab.basics.evaluation import score_text
+from gpt2lab.device import native_bf16
+from gpt2lab.training.loop import PackedBlocks, RandomWindows, TrainConfig, load_checkpoint_weights, train
+
+__all__ = ["ARCH", "DROPOUT", "DEFAULT_STEPS", "build_model", "choose_precision", "training_loop_seconds",
+           "main", "write_model_card"]
 
 ARCH = dict(n_layer=6, n_head=8, n_embd=256, n_positions=256, vocab_size=384)
 DROPOUT = 0.2
@@ -75,7 +78,7 @@ def _check_resumable(work_dir: Path, tokenizer):
     """A resumed run must use the very tokenizer its checkpoint was trained with."""
     from transformers import AutoTokenizer
 
-    from .training import latest_checkpoint
+    from gpt2lab.training.loop import latest_checkpoint
 
     last = latest_checkpoint(work_dir)
     if last is not None and (last / "tokenizer.json").exists():
@@ -120,7 +123,8 @@ def main(argv=None):
     val_blocks = PackedBlocks(val_ids, block)
     cfg = TrainConfig(max_steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr,
                       warmup_steps=min(100, args.steps // 10), min_lr_ratio=0.05, weight_decay=0.1,
-                      eval_every=max(1, args.steps // 16), eval_batches=args.eval_batches or -(-len(val_blocks) // args.batch_size),
+                      eval_every=max(1, args.steps // 16),
+                      eval_batches=args.eval_batches or -(-len(val_blocks) // args.batch_size),
                       checkpoint_every=200, keep_last=1,
                       keep_best=True,
                       sample_every=0, seed=args.seed, mixed_precision=precision)
@@ -135,7 +139,7 @@ def main(argv=None):
     model.generation_config.pad_token_id = tokenizer.eos_token_id
     tokenizer.save_pretrained(out)
 
-    from .loading import from_model
+    from gpt2lab.loading import from_model
     lm = from_model(model, tokenizer, name="shakespeare-gpt2", device="cpu")
     val = score_text(lm, val_text, stride=block // 2)
     stats = {
@@ -151,7 +155,7 @@ def main(argv=None):
         "command": f"python -m gpt2lab.embedded_recipe --steps {args.steps} --batch-size {args.batch_size} "
                    f"--lr {args.lr} --seed {args.seed}",
     }
-    (out / "training_stats.json").write_text(json.dumps(stats, indent=2))
+    files.write_json(out / "training_stats.json", stats)
     print(json.dumps({k: v for k, v in stats.items() if k != "history"}, indent=2))
     return stats
 
@@ -216,10 +220,10 @@ def write_model_card(folder: str | Path) -> Path:
         lines += ["", f"Best n-gram: {best['model']} at {best['bits_per_char']:.4f} bits/char; the embedded "
                       f"model reaches {ours['bits_per_char']:.4f}, {verdict}.", ""]
     lines += ["## Limits", "",
-              f"A {stats['parameters'] / 1e6:.1f}M-parameter model that has read one million characters of Shakespeare: "
-              "it writes speaker names,",
+              f"A {stats['parameters'] / 1e6:.1f}M-parameter model that has read one million characters of "
+              "Shakespeare: it writes speaker names,",
               "verse-shaped lines and Shakespearean words, but not sense. It knows nothing outside that corpus; use",
               "real GPT-2 (`GPT2LAB_MODEL=gpt2`) for modern English.", ""]
     card = folder / "MODEL_CARD.md"
-    card.write_text("\n".join(lines))
+    files.write_text(card, "\n".join(lines))
     return card

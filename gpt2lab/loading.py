@@ -12,6 +12,7 @@ to the embedded model within a few seconds when the Hub cannot be reached.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import socket
 import sys
@@ -22,7 +23,11 @@ from pathlib import Path
 
 import torch
 
-from .device import describe, pick_device, pick_dtype
+from gpt2lab.device import describe, pick_device, pick_dtype
+
+__all__ = ["EMBEDDED_DIR", "EMBEDDED_DEFAULT", "EMBEDDED_ALIASES", "HUB_GPT2_FAMILY", "DEFAULT_MODEL",
+           "ENV_MODEL", "HUB_PROBE_TIMEOUT_S", "ModelNotFoundError", "LM", "embedded_models",
+           "embedded_path", "hub_reachable", "load", "load_default", "from_model"]
 
 EMBEDDED_DIR = Path(__file__).parent / "embedded"
 EMBEDDED_DEFAULT = "shakespeare-gpt2"
@@ -31,6 +36,11 @@ HUB_GPT2_FAMILY = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl", "distilgpt2")
 DEFAULT_MODEL = "gpt2"
 ENV_MODEL = "GPT2LAB_MODEL"
 HUB_PROBE_TIMEOUT_S = 3.0
+
+
+def _call(module: str, function: str, *args, **kwargs):
+    """Call ``module.function`` (imported on first use, so loading a model stays light)."""
+    return getattr(importlib.import_module(module), function)(*args, **kwargs)
 
 
 class ModelNotFoundError(LookupError):
@@ -100,6 +110,55 @@ class LM:
             yield self
         finally:
             self.model.set_attn_implementation(previous)
+
+    # ------------------------------------------------------------------ what the package can do with it
+    # Each method is a one-line delegation to the function named in its docstring (tab completion in
+    # Jupyter shows them all); the function is the one implementation and documents shapes and errors.
+
+    def generate(self, prompt_or_prompts=None, **kwargs):
+        """``gpt2lab.generate(lm, ...)``: validated, batched, seeded text generation (``Generations``)."""
+        return _call("gpt2lab.generation.pipeline", "generate", self, prompt_or_prompts, **kwargs)
+
+    def decode_from_scratch(self, prompt_or_prompts=None, **kwargs):
+        """``gpt2lab.generation.decoding.generate(lm, ...)``: the course's own decoders, same parameters."""
+        return _call("gpt2lab.generation.decoding", "generate", self, prompt_or_prompts, **kwargs)
+
+    def next_token_distribution(self, prompt: str, **settings):
+        """``gpt2lab.generation.decoding.next_token_distribution``: the next-token distribution after each
+        logit transform."""
+        return _call("gpt2lab.generation.decoding", "next_token_distribution", self, prompt, **settings)
+
+    def score(self, text: str, **kwargs):
+        """``gpt2lab.score_text(lm, text)``: NLL, perplexity and bits/char with a sliding window."""
+        return _call("gpt2lab.basics.evaluation", "score_text", self, text, **kwargs)
+
+    def perplexity(self, text: str, **kwargs) -> float:
+        """``gpt2lab.perplexity(lm, text)``: exp of the mean NLL per token."""
+        return _call("gpt2lab.basics.evaluation", "perplexity", self, text, **kwargs)
+
+    def capture_attention(self, text, **kwargs):
+        """``gpt2lab.capture_attention(lm, text)``: every head's attention weights (``AttentionCapture``)."""
+        return _call("gpt2lab.attention.by_hand", "capture_attention", self, text, **kwargs)
+
+    def head_stats(self, text: str, **kwargs):
+        """``gpt2lab.head_stats(lm, text)``: entropy, first-token, previous-token and induction scores."""
+        return _call("gpt2lab.attention.heads", "head_stats", self, text, **kwargs)
+
+    def word_importance(self, text_or_texts, **kwargs):
+        """``gpt2lab.word_importance(lm, text)``: perturbation-based word importance (Guan et al. 2019)."""
+        return _call("gpt2lab.explain.importance", "word_importance", self, text_or_texts, **kwargs)
+
+    def compare_attributions(self, text, **kwargs):
+        """``gpt2lab.compare_attributions(lm, text)``: word scores of several attribution methods."""
+        return _call("gpt2lab.explain.attribution", "compare_attributions", self, text, **kwargs)
+
+    def finetune(self, data, **kwargs):
+        """``gpt2lab.finetune(data, model=lm)``: fine-tune this model on your text (``FinetuneResult``)."""
+        return _call("gpt2lab.training.finetuning", "finetune", data, self, **kwargs)
+
+    def serve(self, **kwargs):
+        """``gpt2lab.serve_in_background(lm)``: the HTTP endpoint in a background thread."""
+        return _call("gpt2lab.serving.server", "serve_in_background", self, **kwargs)
 
     def __repr__(self) -> str:
         return (f"LM(name={self.name!r}, source={self.source!r}, params={self.n_params / 1e6:.1f}M, "

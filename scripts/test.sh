@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up (.venv, gpt2lab with test extras, headless Chromium for the browser tests) and run the tests.
+# Set up (.venv, gpt2lab with test extras, headless Chromium for the browser tests), lint with ruff, and run the tests.
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh -k ngram`.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -18,7 +18,8 @@ fi
 if [ -z "${GPT2LAB_DATA_MIRROR:-}" ] && [ -d "$ROOT/../shared/data" ]; then
     export GPT2LAB_DATA_MIRROR="$(cd "$ROOT/../shared/data" && pwd)"
 fi
-echo "gpt2lab setup: done in $(( $(date +%s) - start )) s; running the tests"
+echo "gpt2lab setup: done in $(( $(date +%s) - start )) s; linting (ruff), then running the tests"
+.venv/bin/ruff check "$ROOT" || { echo "gpt2lab: ruff found problems (fix them, or run .venv/bin/ruff check --fix)" >&2; exit 1; }
 set +e
 .venv/bin/python -m pytest "$@"
 status=$?

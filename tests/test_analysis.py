@@ -1,11 +1,11 @@
-"""gpt2lab.analysis: POS categories on hand-checked sentences, metrics on texts with known answers."""
+"""gpt2lab.experiments.analysis: POS categories on hand-checked sentences, metrics on texts with known answers."""
 from __future__ import annotations
 
 import math
 
 import pytest
 
-from gpt2lab import analysis as A
+from gpt2lab.experiments import analysis as A
 
 # ------------------------------------------------------------------ tokenising
 
@@ -185,7 +185,7 @@ def test_self_bleu_known_values():
 def test_text_perplexity_matches_score_text_and_conditions_on_prompt(tiny_lm):
     import torch
 
-    from gpt2lab.evaluation import score_text
+    from gpt2lab.basics.evaluation import score_text
 
     text = " and then the cat sat on the mat"
     assert A.text_perplexity(tiny_lm, text) == pytest.approx(score_text(tiny_lm, text).perplexity)

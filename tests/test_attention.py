@@ -8,8 +8,9 @@ import pytest
 import torch
 
 import gpt2lab
-from gpt2lab import attention as att
-from gpt2lab import attention_views as views
+from gpt2lab.attention import by_hand as att
+from gpt2lab.attention import views
+from gpt2lab.widgets import attention as attention_widget
 
 # newline, punctuation and multi-byte characters: byte-level BPE splits these in several ways
 TEXT = "The quick brown fox jumps over the lazy dog.\nIt barked: «café» - twice!"
@@ -324,7 +325,7 @@ def test_matplotlib_views_use_the_same_labels(capture):
 def test_explorer_redraws_on_text_layer_and_head(tiny_lm):
     import matplotlib.pyplot as plt
 
-    explorer = views.attention_explorer(tiny_lm, text="Hello world", layer=0, head=0)
+    explorer = attention_widget.attention_explorer(tiny_lm, text="Hello world", layer=0, head=0)
     assert [t.get_text() for t in explorer.figure.axes[0].get_yticklabels()] == ["Hello", " world"]
     explorer.text_box.value = "To be, or not"
     assert explorer.capture.tokens == ["To", " be", ",", " or", " not"]
@@ -337,7 +338,7 @@ def test_explorer_redraws_on_text_layer_and_head(tiny_lm):
     assert "type some text" in explorer.status.value
     assert explorer.capture.tokens == ["To", " be", ",", " or", " not"]
     with pytest.raises(ValueError, match="layer=4 was not captured"):
-        views.attention_explorer(tiny_lm, layer=4)
+        attention_widget.attention_explorer(tiny_lm, layer=4)
     plt.close("all")
 
 

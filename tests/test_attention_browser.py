@@ -13,8 +13,8 @@ import pytest
 from bertviz_assets import fetch_scripts, local_file_for
 from browser_support import CHROMIUM_ARGS, PAGE_URL, find_chromium, route_page
 
-from gpt2lab import attention_views as views
-from gpt2lab.attention import capture_attention
+from gpt2lab.attention import views
+from gpt2lab.attention.by_hand import capture_attention
 
 pytestmark = pytest.mark.browser
 
@@ -121,7 +121,8 @@ def test_offline_view_renders_with_network_blocked(browser, capture):
         assert served.texts("svg.lines text.query-token") == capture.labels
         assert served.count("svg.heatmap rect.cell") == n * (n + 1) // 2  # lower triangle: causal
         opacities = served.page.eval_on_selector_all(
-            "svg.heatmap rect.cell", "cells => cells.map(c => [+c.dataset.q, +c.dataset.k, +c.getAttribute('fill-opacity')])")
+            "svg.heatmap rect.cell",
+            "cells => cells.map(c => [+c.dataset.q, +c.dataset.k, +c.getAttribute('fill-opacity')])")
         weights = capture.head(1, 0)
         for q, k, opacity in opacities:
             assert opacity == pytest.approx(float(weights[q, k]), abs=2e-3)

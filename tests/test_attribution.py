@@ -4,7 +4,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from conftest import make_value_blind_lm
 
 SENTENCE = "I disapprove of what you say, but"
@@ -89,7 +88,7 @@ def test_importance_column_matches_word_importance(tiny_lm):
 def test_deletion_areas_on_an_additive_model():
     """A model whose output is the sum of its words' weights: the deletion curve of an order is the
     running sum of the removed weights, and random orders average k/n of the total."""
-    from gpt2lab.attribution import curve_area, deletion_areas, order_from_scores
+    from gpt2lab.explain.attribution import curve_area, deletion_areas, order_from_scores
 
     weights = np.array([0.5, 3.0, 0.0, 1.5])
 
@@ -113,7 +112,7 @@ def test_deletion_areas_on_an_additive_model():
 def test_faithfulness_finds_the_only_word_that_matters(gpt2_tokenizer):
     """Attention reads nothing (zero value weights), so only the last word moves the prediction.
     Blanking words (positions kept): the deletion curve is 0 until the last word goes, then flat."""
-    from gpt2lab import attribution
+    from gpt2lab.explain import attribution
 
     lm = make_value_blind_lm(gpt2_tokenizer)
     texts = ["The cat sat on the mat", "We few, we happy few, we band of"]
@@ -136,7 +135,7 @@ def test_faithfulness_finds_the_only_word_that_matters(gpt2_tokenizer):
 
 def test_bad_arguments_are_refused_clearly(tiny_lm):
     import gpt2lab
-    from gpt2lab import attribution
+    from gpt2lab.explain import attribution
 
     with pytest.raises(ValueError, match="methods="):
         gpt2lab.compare_attributions(tiny_lm, SENTENCE, methods=("lime",), progress=False)

@@ -1,4 +1,4 @@
-from gpt2lab.bpe import byte_to_char, readable_token, train_bpe
+from gpt2lab.basics.bpe import byte_to_char, readable_token, train_bpe
 
 TEXT = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n" * 40)
 

@@ -14,7 +14,9 @@ from transformers.generation.logits_process import (
 )
 
 import gpt2lab
-from gpt2lab import decoding, generation
+from gpt2lab.generation import decoding
+from gpt2lab.generation import pipeline as generation
+from gpt2lab.tokens import left_pad
 
 
 # ------------------------------------------------------------------ random inputs with ties and edge values
@@ -133,7 +135,7 @@ PROMPTS = ["The king is dead", "O", "To be, or not to be: that is the question"]
 
 def _batch(lm, prompts=PROMPTS):
     _, pad = generation.special_tokens(lm)
-    return generation.left_pad([lm.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts], pad,
+    return left_pad([lm.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts], pad,
                                lm.device)
 
 
@@ -321,7 +323,7 @@ def test_bad_input_raises_clear_errors(tiny_lm, call, message):
 # ------------------------------------------------------------------ the notebook explorer (headless)
 def test_decoding_explorer_reacts_to_its_controls(embedded_lm):
     pytest.importorskip("ipywidgets")
-    box = gpt2lab.explorers.decoding_explorer(embedded_lm, prompt="ROMEO:\n", sample_tokens=8, n_samples=2)
+    box = gpt2lab.widgets.decoding.decoding_explorer(embedded_lm, prompt="ROMEO:\n", sample_tokens=8, n_samples=2)
     table, summary, samples = (box.outputs[k] for k in ("table", "summary", "samples"))
     assert "gpt2lab-distribution" in table.value and table.value.count("<tr class=") == 15
     assert "sample-top-p:" in summary.value and samples.value.count("<li>") == 2

@@ -2,7 +2,6 @@
 import json
 import re
 
-
 from gpt2lab import data
 from gpt2lab.loading import embedded_path
 
@@ -47,7 +46,7 @@ def test_samples_look_like_the_corpus(embedded_lm):
 
 
 def test_held_out_text_is_predicted_well(embedded_lm):
-    from gpt2lab.evaluation import score_text
+    from gpt2lab.basics.evaluation import score_text
 
     _, val = data.tinyshakespeare_split()
     score = score_text(embedded_lm, val[:3000])
@@ -57,7 +56,7 @@ def test_held_out_text_is_predicted_well(embedded_lm):
 def test_the_card_figure_is_what_the_shipped_weights_score(embedded_lm):
     """The held-out bits/char in the statistics (and so on the card) is measured, not written in: the
     shipped float16 weights score the same on the whole validation split."""
-    from gpt2lab.evaluation import score_text
+    from gpt2lab.basics.evaluation import score_text
     from gpt2lab.loading import embedded_path
 
     stats = json.loads((embedded_path() / "training_stats.json").read_text())

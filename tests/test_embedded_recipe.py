@@ -40,7 +40,7 @@ def test_the_recipe_command_runs_end_to_end(tmp_path, monkeypatch):
     statistics and the weights written are those of the kept (lowest validation loss) evaluation. A
     small evaluation budget keeps it to seconds on any CPU."""
     import gpt2lab
-    from gpt2lab.training import read_best
+    from gpt2lab.training.loop import read_best
 
     monkeypatch.setattr(embedded_recipe, "native_bf16", lambda device="cpu": False)
     out, work = tmp_path / "model", tmp_path / "work"

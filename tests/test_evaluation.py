@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from gpt2lab.evaluation import score_ids, score_text
+from gpt2lab.basics.evaluation import score_ids, score_text
 
 
 def _manual_nll(model, ids):

@@ -14,11 +14,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import ROOT
-from gpt2lab import finetuning, training
-from gpt2lab.finetuning import (START_TOKEN, DataError, PackedExamples, StreamBlocks, add_start_token, finetune,
-                                load_run, prepare_data)
+
+from gpt2lab.training import finetuning
+from gpt2lab.training import loop as training
+from gpt2lab.training.finetuning import (
+    START_TOKEN,
+    DataError,
+    PackedExamples,
+    StreamBlocks,
+    add_start_token,
+    finetune,
+    load_run,
+    prepare_data,
+)
 
 SHORT_TEXTS = ROOT / "data" / "short_texts.csv"
 
@@ -36,7 +45,7 @@ def tiny_dir(tmp_path_factory):
     """A 2-layer GPT-2 with its own 400-token byte-level BPE, saved like a downloaded model."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from gpt2lab.bpe import train_bpe
+    from gpt2lab.basics.bpe import train_bpe
 
     tok = train_bpe(rows(), vocab_size=400)
     torch.manual_seed(0)
@@ -241,7 +250,7 @@ def test_bad_csv_rows_are_reported_with_line_numbers(tiny_dir, tokenizer, tmp_pa
 
 
 def test_undecodable_bytes_are_reported(tokenizer, tmp_path):
-    raw = "first line\n".encode() + b"caf\xe9 au lait\n" + "third line\n".encode()
+    raw = b"first line\n" + b"caf\xe9 au lait\n" + b"third line\n"
     path = write(tmp_path / "latin.txt", raw)
     with pytest.raises(DataError) as err:
         prepare_data(path, tokenizer, cache_dir=False)
@@ -450,7 +459,7 @@ def test_lora_run_saves_an_adapter_and_loads_merged(tiny_dir, tmp_path):
 def test_generation_from_a_run_with_prefix_and_truncate(tiny_dir, tmp_path):
     """A model trained to memorise three rows writes one of them back, cut at the end token."""
     import gpt2lab
-    from gpt2lab.novelty import NoveltyIndex
+    from gpt2lab.training.memorisation import NoveltyIndex
 
     texts = ["Snow fell on the quiet harbour.", "The baker sings at dawn.", "Two owls argued about the moon."]
     path = write_csv(tmp_path / "three.csv", texts)

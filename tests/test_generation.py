@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import gpt2lab
-from gpt2lab import generation
-from gpt2lab.params import InvalidParameterError
+from gpt2lab.generation import pipeline as generation
+from gpt2lab.generation.params import InvalidParameterError
 
 
 @contextlib.contextmanager

@@ -6,7 +6,9 @@ import json
 import pytest
 
 import gpt2lab
-from gpt2lab import cli, generation_cli
+from gpt2lab import cli
+from gpt2lab.cli import generate as generation_cli
+from gpt2lab.serving import batch
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +90,7 @@ def _read(path):
 def test_batch_writes_one_record_per_line_in_order(tiny_lm, tmp_path):
     requests, results = tmp_path / "requests.jsonl", tmp_path / "results.jsonl"
     _write(requests, REQUESTS)
-    counts = generation_cli.run_batch(tiny_lm, requests, results, progress=False)
+    counts = batch.run_batch(tiny_lm, requests, results, progress=False)
     assert counts == {"total": 8, "skipped": 0, "ok": 3, "errors": 5}
     records = _read(results)
     assert [r["line"] for r in records] == list(range(1, 9))
@@ -107,32 +109,32 @@ def test_batch_writes_one_record_per_line_in_order(tiny_lm, tmp_path):
 def test_batch_restarts_without_redoing_finished_lines(tiny_lm, tmp_path, monkeypatch):
     requests, results = tmp_path / "requests.jsonl", tmp_path / "results.jsonl"
     _write(requests, REQUESTS)
-    generation_cli.run_batch(tiny_lm, requests, results, progress=False)
+    batch.run_batch(tiny_lm, requests, results, progress=False)
     complete = results.read_bytes()
     # an interrupted run: three finished lines and half of the fourth
     lines = complete.split(b"\n")
     results.write_bytes(b"\n".join(lines[:3]) + b"\n" + lines[3][:10])
     seen = []
-    original = generation_cli.process_line
-    monkeypatch.setattr(generation_cli, "process_line", lambda lm, n, line: seen.append(n) or original(lm, n, line))
-    counts = generation_cli.run_batch(tiny_lm, requests, results, progress=False)
+    original = batch.process_line
+    monkeypatch.setattr(batch, "process_line", lambda lm, n, line: seen.append(n) or original(lm, n, line))
+    counts = batch.run_batch(tiny_lm, requests, results, progress=False)
     assert seen == [4, 5, 6, 7, 8] and counts["skipped"] == 3
     assert results.read_bytes() == complete  # seeded requests: identical to the uninterrupted run
     seen.clear()
-    assert generation_cli.run_batch(tiny_lm, requests, results, progress=False)["skipped"] == 8 and seen == []
+    assert batch.run_batch(tiny_lm, requests, results, progress=False)["skipped"] == 8 and seen == []
 
 
 def test_batch_refuses_results_of_other_requests(tiny_lm, tmp_path):
     requests, results = tmp_path / "requests.jsonl", tmp_path / "results.jsonl"
     _write(requests, REQUESTS[:2])
-    generation_cli.run_batch(tiny_lm, requests, results, progress=False)
+    batch.run_batch(tiny_lm, requests, results, progress=False)
     _write(requests, ['{"input": "something else", "max_length": 2}', REQUESTS[1]])
     with pytest.raises(ValueError, match="written for different requests"):
-        generation_cli.run_batch(tiny_lm, requests, results, progress=False)
-    assert generation_cli.run_batch(tiny_lm, requests, results, overwrite=True, progress=False)["ok"] == 1
+        batch.run_batch(tiny_lm, requests, results, progress=False)
+    assert batch.run_batch(tiny_lm, requests, results, overwrite=True, progress=False)["ok"] == 1
     results.write_text("not a record\n")
     with pytest.raises(ValueError, match="not a result record"):
-        generation_cli.run_batch(tiny_lm, requests, results, progress=False)
+        batch.run_batch(tiny_lm, requests, results, progress=False)
 
 
 def test_batch_command_end_to_end(tiny_dir, tmp_path, capsys):

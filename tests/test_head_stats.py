@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from gpt2lab import head_stats as hs
-from gpt2lab.attention import AttentionCapture
+from gpt2lab.attention import heads as hs
+from gpt2lab.attention.by_hand import AttentionCapture
 
 T = 9  # tokens in the constructed patterns
 

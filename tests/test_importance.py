@@ -1,4 +1,4 @@
-"""Word importance by perturbation (gpt2lab.importance) and word grouping (gpt2lab.words)."""
+"""Word importance by perturbation (gpt2lab.explain.importance) and word grouping (gpt2lab.explain.words)."""
 from __future__ import annotations
 
 import types
@@ -7,7 +7,6 @@ import warnings
 import numpy as np
 import pytest
 import torch
-
 from conftest import make_value_blind_lm
 
 SENTENCE = "I disapprove of what you say, but"
@@ -22,7 +21,7 @@ def _private_cache(tmp_path_factory, monkeypatch):
 # ----------------------------------------------------------------------------- words
 
 def test_canonical_sentence_has_eight_words(gpt2_tokenizer):
-    from gpt2lab.words import split_words
+    from gpt2lab.explain.words import split_words
 
     split = split_words(gpt2_tokenizer, SENTENCE)
     assert split.word_texts() == ["I", "disapprove", "of", "what", "you", "say", ",", "but"]
@@ -32,7 +31,7 @@ def test_canonical_sentence_has_eight_words(gpt2_tokenizer):
 
 
 def test_multi_piece_words_share_one_word(gpt2_tokenizer):
-    from gpt2lab.words import split_words
+    from gpt2lab.explain.words import split_words
 
     text = "He said: \"don't\" -- a well-known résumé (antidisestablishmentarianism)."
     split = split_words(gpt2_tokenizer, text)
@@ -48,7 +47,7 @@ def test_multi_piece_words_share_one_word(gpt2_tokenizer):
 
 
 def test_whitespace_pieces_join_the_next_word(gpt2_tokenizer):
-    from gpt2lab.words import split_words
+    from gpt2lab.explain.words import split_words
 
     split = split_words(gpt2_tokenizer, "To be,\n\nor not  to be\n")
     assert split.word_texts() == ["To", "be", ",", "or", "not", "to", "be"]
@@ -59,7 +58,7 @@ def test_whitespace_pieces_join_the_next_word(gpt2_tokenizer):
 
 
 def test_token_units_and_bad_text(gpt2_tokenizer):
-    from gpt2lab.words import split_tokens, split_words
+    from gpt2lab.explain.words import split_tokens, split_words
 
     assert split_tokens(gpt2_tokenizer, "a résumé").n_words == 4
     with pytest.raises(ValueError, match="no words"):
@@ -224,7 +223,7 @@ def test_token_unit_gives_one_sigma_per_piece(tiny_lm):
 
 
 def test_output_variance_is_cached_per_model(tiny_lm):
-    from gpt2lab import importance
+    from gpt2lab.explain import importance
 
     path = importance._cache_path(tiny_lm, "logits", True, importance.CORPUS_SENTENCES)
     path.unlink(missing_ok=True)
@@ -239,7 +238,8 @@ def test_output_variance_is_cached_per_model(tiny_lm):
 
 def test_falls_back_to_self_normaliser_without_a_corpus(tiny_lm, monkeypatch):
     import gpt2lab
-    from gpt2lab import data, importance
+    from gpt2lab import data
+    from gpt2lab.explain import importance
 
     def unavailable(*_, **__):
         raise data.DataUnavailableError("no corpus here")
@@ -256,7 +256,7 @@ def test_falls_back_to_self_normaliser_without_a_corpus(tiny_lm, monkeypatch):
 
 def test_objective_is_fit_minus_rate_times_entropy(tiny_lm):
     import gpt2lab
-    from gpt2lab import importance
+    from gpt2lab.explain import importance
 
     res = gpt2lab.word_importance(tiny_lm, SENTENCE, steps=5, samples=2, progress=False)
     quiet = importance.objective(tiny_lm, res, np.full(8, 1e-6), samples=64)
@@ -281,7 +281,7 @@ def test_objective_is_fit_minus_rate_times_entropy(tiny_lm):
 
 def test_the_answer_beats_its_neighbours_on_the_objective(tiny_lm):
     import gpt2lab
-    from gpt2lab import importance
+    from gpt2lab.explain import importance
 
     res = gpt2lab.word_importance(tiny_lm, SENTENCE, steps=200, samples=8, progress=False)
     found = importance.objective(tiny_lm, res, samples=512).loss
@@ -331,7 +331,7 @@ def test_the_small_start_finds_a_better_optimum_than_half_the_ceiling(embedded_l
     """The claim behind the default init: started at half the ceiling (the published code's typical
     start), words whose information is already gone drift to the ceiling and the loss ends higher."""
     import gpt2lab
-    from gpt2lab import importance
+    from gpt2lab.explain import importance
 
     text = "To be, or not to be, that is the"
     small = gpt2lab.word_importance(embedded_lm, text, progress=False)
@@ -360,7 +360,7 @@ def test_the_bench_original_minimises_the_same_objective(tiny_lm):
     """The re-implemented original must solve gpt2lab's problem, or the bench compares apples and pears:
     its loss is gpt2lab's objective plus the constant rate * log(scale) (it logs sigmoid(ratio), not sigma)."""
     import gpt2lab
-    from gpt2lab import importance
+    from gpt2lab.explain import importance
 
     bench = _bench()
     # a word of several pieces, and a large rate: the entropy term must be a mean over words, not pieces
@@ -378,6 +378,7 @@ def test_the_bench_original_minimises_the_same_objective(tiny_lm):
     assert float(draws.mean()) == pytest.approx(expected.loss + rate * np.log(res.scale), abs=tolerance)
 
 
+@pytest.mark.slow
 def test_the_bench_runs_end_to_end(embedded_lm, capsys):
     bench = _bench()
     bench.main(["--sentences", "1", "--reference-steps", "100", "--reference-samples", "4", "--max-original-steps",

@@ -1,4 +1,4 @@
-"""gpt2lab.incoherence: the scorer and its evaluation on constructed labelled data with known answers."""
+"""gpt2lab.experiments.incoherence: the scorer and its evaluation on constructed labelled data with known answers."""
 from __future__ import annotations
 
 import math
@@ -10,8 +10,8 @@ matplotlib.use("Agg")
 import pandas as pd
 import pytest
 
-from gpt2lab import incoherence as inc
-from gpt2lab.analysis import POS_CATEGORIES
+from gpt2lab.experiments import incoherence as inc
+from gpt2lab.experiments.analysis import POS_CATEGORIES
 
 REFERENCE_POS = {"conjunctions": 0.04, "prepositions": 0.12, "adjectives": 0.08, "modals": 0.02, "nouns": 0.26,
                  "pronouns": 0.14, "adverbs": 0.06, "verbs": 0.18, "other": 0.10}

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from gpt2lab import data
-from gpt2lab.ngram import UNK, NGramLM
+from gpt2lab.basics.ngram import UNK, NGramLM
 
 CORPUS = "the cat sat on the mat. the dog sat on the log. a cat and a dog."
 

@@ -6,8 +6,8 @@ import math
 import pytest
 
 from gpt2lab import data
-from gpt2lab.ngram import NGramLM
-from gpt2lab.ngram_explorer import evaluate_ngram, ngram_explorer
+from gpt2lab.basics.ngram import NGramLM
+from gpt2lab.widgets.ngram import evaluate_ngram, ngram_explorer
 
 
 @pytest.fixture(scope="module")

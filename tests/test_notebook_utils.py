@@ -7,7 +7,7 @@ import types
 
 import pytest
 
-from gpt2lab.notebook_utils import in_colab, tokenizer_explorer, tokens_html
+from gpt2lab.widgets.tokens import in_colab, tokenizer_explorer, tokens_html
 
 
 def test_in_colab_follows_google_colab_module(monkeypatch):
@@ -45,7 +45,7 @@ def test_tokens_html_rejects_bad_arguments(gpt2_tokenizer):
 
 
 def test_tokenizer_explorer_updates_when_controls_change(gpt2_tokenizer):
-    from gpt2lab.bpe import train_bpe
+    from gpt2lab.basics.bpe import train_bpe
 
     small = train_bpe("to be or not to be " * 50, vocab_size=270)
     box = tokenizer_explorer({"GPT-2": gpt2_tokenizer, "tiny": small}, text="to be or not")

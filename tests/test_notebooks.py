@@ -92,7 +92,8 @@ def test_notebook_has_the_course_shape(path):
         if cell.metadata.get("jupyter", {}).get("source_hidden") is not True:
             problems.append(f"solution cell {i} must carry metadata jupyter.source_hidden = true")
 
-    if not any(re.search(r"\bsummary\b", h, re.IGNORECASE) for c in markdown[len(markdown) // 2:] for h in _headings(c)):
+    second_half = markdown[len(markdown) // 2:]
+    if not any(re.search(r"\bsummary\b", h, re.IGNORECASE) for c in second_half for h in _headings(c)):
         problems.append("no 'Summary' heading in the second half of the notebook")
     for c in markdown:  # links to other course notebooks must lead somewhere
         for target in re.findall(r"\]\((\d\d_[\w-]+\.ipynb)\)", c.source):

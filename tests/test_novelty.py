@@ -4,9 +4,9 @@ from __future__ import annotations
 import csv
 
 import pytest
-
 from conftest import ROOT
-from gpt2lab.novelty import NoveltyIndex, novelty
+
+from gpt2lab.training.memorisation import NoveltyIndex, novelty
 
 
 def rows() -> list[str]:

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from gpt2lab import params as P
-from gpt2lab.params import GenerationParams, InvalidParameterError
+from gpt2lab.generation import params as P
+from gpt2lab.generation.params import GenerationParams, InvalidParameterError
 
 
 def test_defaults_follow_the_model_package_api():

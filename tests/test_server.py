@@ -12,7 +12,9 @@ import pytest
 import requests
 
 import gpt2lab
-from gpt2lab import cli, generation, server
+from gpt2lab import cli
+from gpt2lab.generation import pipeline as generation
+from gpt2lab.serving import server
 
 
 @pytest.fixture(scope="module")

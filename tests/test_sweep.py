@@ -1,4 +1,4 @@
-"""gpt2lab.sweep: the parameter grid, the on-disk cache, the DataFrame and its plots."""
+"""gpt2lab.experiments.sweep: the parameter grid, the on-disk cache, the DataFrame and its plots."""
 from __future__ import annotations
 
 import matplotlib
@@ -7,7 +7,8 @@ matplotlib.use("Agg")
 
 import pytest
 
-from gpt2lab import sweep
+from gpt2lab.experiments import sweep
+from gpt2lab.fingerprint import model_fingerprint
 
 
 class FakeGenerator:
@@ -109,7 +110,7 @@ def test_cache_is_keyed_by_model_weights(tiny_lm, tmp_path):
     other = copy.deepcopy(tiny_lm)
     with torch.no_grad():
         next(other.model.parameters()).add_(1.0)  # "retrained"
-    assert sweep.model_fingerprint(other) != sweep.model_fingerprint(tiny_lm)
+    assert model_fingerprint(other) != model_fingerprint(tiny_lm)
     sweep.run_sweep(other, {"warm": {"temperature": 1.0}}, PROMPTS[:1], generate_fn=fake, cache=tmp_path,
                     measure=False, progress=False)
     assert len(fake.calls) == 2
@@ -159,7 +160,7 @@ def test_summary_and_pooled_pos_known_values(tiny_lm):
 def test_plots_draw_one_bar_per_setting_and_category(tiny_lm, tmp_path):
     import matplotlib.pyplot as plt
 
-    from gpt2lab.analysis import POS_CATEGORIES
+    from gpt2lab.experiments.analysis import POS_CATEGORIES
 
     df = sweep.run_sweep(tiny_lm, SETTINGS, PROMPTS, generate_fn=FakeGenerator(), cache=tmp_path,
                          perplexity=False, progress=False)

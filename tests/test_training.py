@@ -13,11 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import ROOT
-from gpt2lab import training
-from gpt2lab.training import PackedBlocks, RandomWindows, TrainConfig, lr_at, sample_indices
 
+from gpt2lab.training import loop as training
+from gpt2lab.training.loop import PackedBlocks, RandomWindows, TrainConfig, lr_at, sample_indices
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -196,7 +195,7 @@ KILL_MID_SAVE = textwrap.dedent("""
     import os, signal, sys, torch
     sys.path.insert(0, {tests!r})
     from test_training import tiny, _save
-    from gpt2lab import training
+    from gpt2lab.training import loop as training
     model = tiny()
     _save({folder!r}, 1, model)
     real = model.save_pretrained
@@ -338,7 +337,7 @@ def test_freezing_embeddings_keeps_them(tmp_path):
 
 def test_lora_checkpoints_hold_the_adapter_and_resume(tmp_path):
     peft = pytest.importorskip("peft")
-    from gpt2lab.finetuning import wrap_lora
+    from gpt2lab.training.finetuning import wrap_lora
 
     data = PackedBlocks(token_stream(), 16)
     cfg = quiet(max_steps=6, checkpoint_every=3, keep_last=2)

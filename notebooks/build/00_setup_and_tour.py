@@ -150,7 +150,7 @@ A softmax turns the scores into probabilities. Here is the whole pipeline on one
 """)
 
 nb.code("""
-from gpt2lab.notebook_utils import show_tokens
+from gpt2lab.widgets.tokens import show_tokens
 
 prompt = "To be, or not to"
 show_tokens(lm.tokenizer, prompt, view="text")

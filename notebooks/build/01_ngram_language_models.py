@@ -290,7 +290,7 @@ same $n$. With the *token* level the symbols are the loaded model's tokens inste
 """)
 
 nb.code("""
-from gpt2lab.ngram_explorer import ngram_explorer
+from gpt2lab.widgets.ngram import ngram_explorer
 
 ngram_explorer(train, heldout, tokenizer=lm.tokenizer, max_n=10, n=5)
 """)

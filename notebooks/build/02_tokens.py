@@ -50,7 +50,7 @@ That is where the odd `Ġ` (a space) and `Ċ` (a newline) in GPT-2's vocabulary 
 """)
 
 nb.code("""
-from gpt2lab.bpe import byte_to_char, readable_token
+from gpt2lab.basics.bpe import byte_to_char, readable_token
 
 TO_CHAR = byte_to_char()  # 256 byte values -> printable stand-ins
 text = "A café,\\tnaïve 👋\\n"
@@ -273,7 +273,7 @@ Some habits of GPT-2's tokenizer worth knowing, because they show up in every la
 """)
 
 nb.code("""
-from gpt2lab.notebook_utils import show_tokens
+from gpt2lab.widgets.tokens import show_tokens
 
 for example in ["the The  the THE theatre", "unbelievably antidisestablishmentarianism",
                 "1234567 + 89 = 1234656", "def f(x):\\n    return x\\n\\n",
@@ -296,7 +296,7 @@ Shakespeare BPE you trained above. *markers* shows vocabulary entries as stored 
 """)
 
 nb.code("""
-from gpt2lab.notebook_utils import tokenizer_explorer
+from gpt2lab.widgets.tokens import tokenizer_explorer
 
 tokenizer_explorer({
     "GPT-2": gpt2_tokenizer,

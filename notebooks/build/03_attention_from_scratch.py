@@ -34,7 +34,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
-from gpt2lab import attention as att
+from gpt2lab.attention import by_hand as att
 
 torch.set_printoptions(precision=3, sci_mode=False)
 """)
@@ -348,7 +348,7 @@ the tokens it looks at). Notebook 04 is all about reading these pictures.
 """)
 
 nb.code("""
-from gpt2lab import attention_views as views
+from gpt2lab.attention import views
 
 capture = gpt2lab.capture_attention(lm, text)
 fig = views.plot_layer(capture, layer=0, heads=list(range(min(4, cfg.n_head))))

@@ -31,8 +31,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from gpt2lab import attention_views as views
-from gpt2lab import head_stats as hs
+from gpt2lab.attention import views
+from gpt2lab.widgets import attention as attention_widget
+from gpt2lab.attention import heads as hs
 """)
 
 nb.md("""
@@ -246,7 +247,7 @@ above; try a text with a repetition in it.
 """)
 
 nb.code("""
-views.attention_explorer(lm, text="Mr and Mrs Dursley, of number four, Privet Drive. Mr and Mrs Dursley",
+attention_widget.attention_explorer(lm, text="Mr and Mrs Dursley, of number four, Privet Drive. Mr and Mrs Dursley",
                          layer=ind_layer, head=ind_head)
 """)
 

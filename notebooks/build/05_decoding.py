@@ -35,7 +35,10 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
-from gpt2lab import course, decoding, generation, params
+from gpt2lab import course
+from gpt2lab.generation import decoding
+from gpt2lab.generation import pipeline as generation
+from gpt2lab.generation import params
 
 pd.set_option("display.precision", 4)
 prompt = "ROMEO:\\nBut soft, what light through yonder window breaks?\\n"
@@ -234,7 +237,7 @@ distribution *after* temperature and top-k.
 
 ## 7 · Checking the transforms against `transformers`
 
-Each transform in `gpt2lab.decoding` is a few lines of plain tensor code. They must give exactly what
+Each transform in `gpt2lab.generation.decoding` is a few lines of plain tensor code. They must give exactly what
 the `transformers` logits processors give; here on random logits with many ties and `-inf` entries:
 """)
 
@@ -350,7 +353,7 @@ a fixed seed, so what changes when you move a slider is the effect of that slide
 """)
 
 nb.code("""
-gpt2lab.explorers.decoding_explorer(lm, prompt="ROMEO:\\n")
+gpt2lab.widgets.decoding.decoding_explorer(lm, prompt="ROMEO:\\n")
 """)
 
 nb.exercise("""
@@ -402,7 +405,7 @@ nb.summary([
     "Sampling draws from the distribution; temperature reshapes it; top-k keeps a fixed count of tokens, top-p a "
     "fixed probability mass, so the nucleus adapts to how sure the model is.",
     "The repetition penalty and n-gram blocking act on the scores before sampling and directly fight loops.",
-    "Each transform in `gpt2lab.decoding` equals the corresponding `transformers` processor; the greedy and beam "
+    "Each transform in `gpt2lab.generation.decoding` equals the corresponding `transformers` processor; the greedy and beam "
     "loops are token-identical to `model.generate`, and with the same seed so is sampling.",
     "The KV cache turns the quadratic cost of recomputing the whole text at every step into a linear one.",
     "`gpt2lab.generate` validates its parameters, reports the ones a mode ignores, and batches prompts into one "

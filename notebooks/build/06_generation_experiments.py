@@ -32,7 +32,10 @@ nb.code("""
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from gpt2lab import analysis, course, incoherence, sweep
+from gpt2lab import course
+from gpt2lab.experiments import analysis
+from gpt2lab.experiments import incoherence
+from gpt2lab.experiments import sweep
 
 pd.set_option("display.precision", 3)
 pd.set_option("display.max_colwidth", 80)
@@ -50,7 +53,7 @@ like this one: conjunctions, prepositions, adjectives, modals, nouns, pronouns, 
 which matters for poetry full of *shall* and *might*.
 
 The tagger has never seen Early Modern English: left alone, it calls *thou* a noun and *thy* a verb.
-`gpt2lab.analysis` corrects a short list of such closed-class words (*thou, thee, thy, thine, hath,
+`gpt2lab.experiments.analysis` corrects a short list of such closed-class words (*thou, thee, thy, thine, hath,
 doth, shalt, wilt* ...); everything else is the tagger's call, mistakes included.
 
 Here are lines 5–8 of Sonnet 1, the lines our models will try to write:
@@ -274,7 +277,7 @@ but the order of greedy/beam < nucleus/top-k < pure sampling in perplexity is wh
 
 ## Automatic filtering of incoherent output
 
-Those measurements can flag bad generations without a human reading them. `gpt2lab.incoherence` scores a
+Those measurements can flag bad generations without a human reading them. `gpt2lab.experiments.incoherence` scores a
 text by four features:
 
 * `pos_js`: how far its POS mix is from that of text known to be fine,

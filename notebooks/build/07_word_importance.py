@@ -33,8 +33,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import HTML, display
 
-from gpt2lab import attribution, course, importance
-from gpt2lab.words import split_words
+from gpt2lab import course
+from gpt2lab.explain import attribution
+from gpt2lab.explain import importance
+from gpt2lab.explain.words import split_words
 """)
 
 nb.md("""

@@ -51,8 +51,10 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import transformers
 
-from gpt2lab import course, data, finetuning, training
-from gpt2lab.novelty import NoveltyIndex
+from gpt2lab import course, data
+from gpt2lab.training import finetuning
+from gpt2lab.training import loop as training
+from gpt2lab.training.memorisation import NoveltyIndex
 
 transformers.logging.set_verbosity_error()  # long texts trigger a harmless "longer than the context" notice
 

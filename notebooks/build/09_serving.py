@@ -40,7 +40,8 @@ from pathlib import Path
 import pandas as pd
 import requests
 
-from gpt2lab import generation_cli, server
+from gpt2lab.serving import batch
+from gpt2lab.serving import server
 
 pd.set_option("display.max_colwidth", 100)
 """)
@@ -177,7 +178,7 @@ For many requests there is no need for a server: `gpt2lab batch requests.jsonl r
 request per line (the same JSON objects) and writes one result per line, in order. A bad line gets an
 error record and the others still run. The job is **restartable**: run the same command again after an
 interruption and it keeps the finished lines (checking they belong to the same requests), drops a
-half-written last line, and continues. From Python it is `generation_cli.run_batch`:
+half-written last line, and continues. From Python it is `batch.run_batch`:
 """)
 
 nb.code("""
@@ -191,7 +192,7 @@ lines = [
 ]
 requests_file.write_text("\\n".join(json.dumps(line) for line in lines) + "\\nnot json at all\\n")
 print(f"gpt2lab batch {requests_file} {results_file} --model {lm.name}")
-counts = generation_cli.run_batch(lm, requests_file, results_file, progress=False)
+counts = batch.run_batch(lm, requests_file, results_file, progress=False)
 print(counts)
 records = [json.loads(line) for line in results_file.read_text().splitlines()]
 pd.DataFrame([{"line": r["line"], "ok": r["ok"], "seed": "" if r.get("seed") is None else r["seed"],
@@ -207,7 +208,7 @@ nb.code("""
 full = results_file.read_bytes()
 kept = full.split(b"\\n")
 results_file.write_bytes(b"\\n".join(kept[:2]) + b"\\n" + kept[2][:15])  # an interrupted write
-counts = generation_cli.run_batch(lm, requests_file, results_file, progress=False)
+counts = batch.run_batch(lm, requests_file, results_file, progress=False)
 print(counts)
 print("identical to the uninterrupted run:", results_file.read_bytes() == full)
 """)

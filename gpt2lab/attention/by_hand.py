@@ -1,0 +1,569 @@
+"""Attention, opened up: a GPT-2 block recomputed by hand, and attention weights captured for viewing.
+
+Two things live here.
+
+1. **By hand.** ``block_by_hand(lm, text, layer)`` recomputes one transformer block from the model's
+   own weights with plain tensor operations and returns every intermediate under a name a learner
+   can follow (``ln_1``, ``query``, ``scores``, ``attention_weights``, ``mlp_gelu``, ...).
+   ``embed_by_hand`` does the same for the token and position embeddings, ``forward_by_hand`` chains
+   all blocks up to the logits, and ``compare_with_model`` shows, layer by layer, how far the hand
+   computation is from what the real model computed (float32: below 1e-5).
+
+2. **Capture.** ``capture_attention(lm, text)`` runs the model once in eager mode and returns the
+   tokens as a person reads them (byte-level markers ``Ġ``/``Ċ`` shown as space/newline) together
+   with the attention weights as one tensor shaped (layers, heads, query, key). The views in
+   :mod:`gpt2lab.attention.views` and the statistics in :mod:`gpt2lab.attention.heads` take that object.
+
+GPT-2 details the hand computation follows (transformers' eager kernel does the same):
+  * ``c_attn``/``c_proj``/``c_fc`` are ``Conv1D`` layers whose weight is stored (in, out), so the
+    projection is ``x @ W + b`` with no transpose (an ``nn.Linear`` would store (out, in));
+  * scores are multiplied by ``head_dim ** -0.5`` (and divided by ``layer + 1`` when the config asks
+    for ``scale_attn_by_inverse_layer_idx``);
+  * future positions get a huge negative score before the softmax, so their weight is exactly 0;
+  * the activation is the tanh approximation of GELU ("gelu_new").
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+
+import torch
+
+from gpt2lab.basics.bpe import readable_token
+
+__all__ = ["check_lm", "DEFAULT_MAX_TOKENS", "token_ids", "readable_tokens", "display_label", "Embeddings",
+           "embed_by_hand", "BLOCK_STEPS", "BlockComputation", "layer_norm_by_hand", "gelu_by_hand",
+           "run_block_by_hand", "ModelReference", "model_reference", "block_by_hand", "ForwardByHand",
+           "forward_by_hand", "compare_with_model", "AttentionCapture", "capture_attention"]
+
+DEFAULT_MAX_TOKENS = 256  # attention grows with tokens^2 per head; 256 keeps GPT-2 small's capture ~40 MB
+
+
+# ----------------------------------------------------------------------------------------------
+# input checks shared by the functions below
+
+
+def check_lm(lm) -> None:
+    if not (hasattr(lm, "model") and hasattr(lm, "tokenizer")):
+        raise TypeError(f"lm must be a gpt2lab.LM (from gpt2lab.load(...)), got {type(lm).__name__}")
+
+
+def _gpt2_parts(lm):
+    """The GPT-2 trunk (``transformer``) of ``lm.model``, or a clear error for other architectures."""
+    check_lm(lm)
+    trunk = getattr(lm.model, "transformer", None)
+    blocks = getattr(trunk, "h", None)
+    if trunk is None or blocks is None or not hasattr(blocks[0], "attn") or not hasattr(blocks[0].attn, "c_attn"):
+        raise TypeError(f"the by-hand computation follows GPT-2's layout (transformer.h[i].attn.c_attn); "
+                        f"model {type(lm.model).__name__} ({lm.name!r}) does not have it")
+    return trunk
+
+
+def _n_layers(lm) -> int:
+    cfg = lm.model.config
+    return int(getattr(cfg, "n_layer", None) or cfg.num_hidden_layers)
+
+
+def _check_layer(lm, layer, name: str = "layer") -> int:
+    n = _n_layers(lm)
+    if isinstance(layer, bool) or not isinstance(layer, int):
+        raise TypeError(f"{name} must be an int between 0 and {n - 1}, got {layer!r}")
+    if not 0 <= layer < n:
+        raise ValueError(f"{name}={layer} is out of range: {lm.name!r} has {n} layers, so use 0..{n - 1}")
+    return layer
+
+
+def _check_layers(lm, layers) -> list[int]:
+    n = _n_layers(lm)
+    if layers is None:
+        return list(range(n))
+    if isinstance(layers, int) and not isinstance(layers, bool):
+        layers = [layers]
+    try:
+        chosen = list(layers)
+    except TypeError:
+        raise TypeError(f"layers must be None (all), an int or a list of ints in 0..{n - 1}, got {layers!r}") from None
+    if not chosen:
+        raise ValueError(f"layers must name at least one layer in 0..{n - 1}, got an empty list")
+    for value in chosen:
+        _check_layer(lm, value, name="layers")
+    if len(set(chosen)) != len(chosen):
+        raise ValueError(f"layers={chosen} names a layer twice")
+    return chosen
+
+
+def token_ids(lm, text) -> torch.Tensor:
+    """(T,) token ids on the model's device for ``text`` (a string, or token ids already)."""
+    check_lm(lm)
+    if isinstance(text, str):
+        if not text:
+            raise ValueError("text is empty; give at least one character to tokenize")
+        ids = lm.tokenizer(text, return_tensors="pt", verbose=False)["input_ids"][0]
+    else:
+        ids = torch.tensor(_given_ids(lm, text), dtype=torch.long)
+    if ids.numel() == 0:
+        raise ValueError("text gives no tokens; give at least one token")
+    if ids.numel() > lm.context_length:
+        raise ValueError(f"text is {ids.numel()} tokens but {lm.name!r} attends over at most "
+                         f"{lm.context_length}; shorten it")
+    return ids.to(device=lm.device, dtype=torch.long)
+
+
+def readable_tokens(lm, ids) -> list[str]:
+    """Tokens as a person reads them: ``Ġ`` becomes a space, ``Ċ`` a newline (see ``bpe.readable_token``)."""
+    if isinstance(ids, torch.Tensor):
+        ids = ids.reshape(-1).tolist()
+    return [readable_token(tok) for tok in lm.tokenizer.convert_ids_to_tokens(list(ids))]
+
+
+def display_label(token: str) -> str:
+    """A one-line label for a readable token: newlines and tabs become visible arrows."""
+    return token.replace("\r", "␍").replace("\n", "↵").replace("\t", "⇥")
+
+
+# ----------------------------------------------------------------------------------------------
+# by hand
+
+
+@dataclass
+class Embeddings:
+    """What the first block receives: token embedding + position embedding, one row per token.
+
+    token_embeddings: rows of the token table ``wte`` picked by ``token_ids``   (T, d_model)
+    position_embeddings: rows 0..T-1 of the position table ``wpe``              (T, d_model)
+    block_input: their sum, the residual stream entering block 0                (T, d_model)
+    """
+
+    token_ids: torch.Tensor
+    tokens: list[str]
+    token_embeddings: torch.Tensor
+    position_ids: torch.Tensor
+    position_embeddings: torch.Tensor
+    block_input: torch.Tensor
+
+
+def embed_by_hand(lm, text) -> Embeddings:
+    """Look up token and position embeddings for ``text`` and add them, as GPT-2 does first."""
+    trunk = _gpt2_parts(lm)
+    ids = token_ids(lm, text)
+    with torch.no_grad():
+        token_table = trunk.wte.weight  # (vocab, d_model)
+        position_table = trunk.wpe.weight  # (n_positions, d_model)
+        positions = torch.arange(ids.numel(), device=ids.device)
+        token_embeddings = token_table[ids]
+        position_embeddings = position_table[positions]
+        block_input = token_embeddings + position_embeddings
+    return Embeddings(token_ids=ids, tokens=readable_tokens(lm, ids), token_embeddings=token_embeddings,
+                      position_ids=positions, position_embeddings=position_embeddings, block_input=block_input)
+
+
+# name -> what it is, in the order the block computes it (used by BlockComputation.describe)
+BLOCK_STEPS = {
+    "block_input": "residual stream entering the block",
+    "ln_1": "first layer norm: each token's vector rescaled to mean 0, variance 1, then * gain + bias",
+    "qkv": "fused projection c_attn: ln_1 @ W_attn + b_attn, three d_model-wide slices side by side",
+    "query": "first slice of qkv: what each token is looking for",
+    "key": "second slice of qkv: what each token offers to be found by",
+    "value": "third slice of qkv: what each token passes on when attended to",
+    "query_heads": "query split into heads of head_dim columns each",
+    "key_heads": "key split into heads",
+    "value_heads": "value split into heads",
+    "scores": "dot product of every query with every key, per head",
+    "scaled_scores": "scores * head_dim ** -0.5 so their spread does not grow with head_dim",
+    "causal_mask": "True where a query may look at a key (the key is not in its future)",
+    "masked_scores": "scaled scores with -inf at future keys",
+    "attention_weights": "softmax over keys: each row is a probability distribution",
+    "weighted_values": "attention_weights @ value_heads: a weighted average of values per head",
+    "merged_heads": "the heads' outputs laid side by side again",
+    "attention_output": "output projection c_proj: merged_heads @ W_proj + b_proj",
+    "residual_after_attention": "block_input + attention_output (first residual connection)",
+    "ln_2": "second layer norm",
+    "mlp_fc": "MLP expansion c_fc: ln_2 @ W_fc + b_fc (4 * d_model wide)",
+    "mlp_gelu": "GELU non-linearity (tanh approximation)",
+    "mlp_output": "MLP projection back to d_model: mlp_gelu @ W_proj + b_proj",
+    "block_output": "residual_after_attention + mlp_output (second residual connection)",
+}
+
+
+@dataclass
+class BlockComputation:
+    """Every intermediate of one GPT-2 block, computed by hand (T tokens, H heads).
+
+    Shapes: vectors per token are (T, d_model); per-head tensors (H, T, head_dim); attention
+    tensors (H, T_query, T_key); ``causal_mask`` is (T, T). ``BLOCK_STEPS`` says what each is.
+    """
+
+    layer: int
+    n_heads: int
+    head_dim: int
+    scale: float
+    block_input: torch.Tensor
+    ln_1: torch.Tensor
+    qkv: torch.Tensor
+    query: torch.Tensor
+    key: torch.Tensor
+    value: torch.Tensor
+    query_heads: torch.Tensor
+    key_heads: torch.Tensor
+    value_heads: torch.Tensor
+    scores: torch.Tensor
+    scaled_scores: torch.Tensor
+    causal_mask: torch.Tensor
+    masked_scores: torch.Tensor
+    attention_weights: torch.Tensor
+    weighted_values: torch.Tensor
+    merged_heads: torch.Tensor
+    attention_output: torch.Tensor
+    residual_after_attention: torch.Tensor
+    ln_2: torch.Tensor
+    mlp_fc: torch.Tensor
+    mlp_gelu: torch.Tensor
+    mlp_output: torch.Tensor
+    block_output: torch.Tensor
+
+    def steps(self):
+        """(name, tensor, description) for each intermediate, in the order they are computed."""
+        return [(name, getattr(self, name), text) for name, text in BLOCK_STEPS.items()]
+
+    def describe(self):
+        """A table of the intermediates: name, shape and what it is."""
+        import pandas as pd
+
+        return pd.DataFrame([{"step": name, "shape": tuple(t.shape), "what it is": text}
+                             for name, t, text in self.steps()])
+
+
+def layer_norm_by_hand(x: torch.Tensor, gain: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor:
+    """Layer norm written out: centre each row, divide by its standard deviation, scale and shift."""
+    mean = x.mean(dim=-1, keepdim=True)
+    variance = ((x - mean) ** 2).mean(dim=-1, keepdim=True)  # biased variance, as nn.LayerNorm uses
+    return (x - mean) / torch.sqrt(variance + eps) * gain + bias
+
+
+def gelu_by_hand(x: torch.Tensor) -> torch.Tensor:
+    """GPT-2's GELU: the tanh approximation 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
+    return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))
+
+
+def _activation(lm):
+    name = getattr(lm.model.config, "activation_function", "gelu_new")
+    if name == "gelu_new":
+        return gelu_by_hand
+    from transformers.activations import ACT2FN  # another activation: use transformers' own definition
+
+    return ACT2FN[name]
+
+
+def run_block_by_hand(lm, layer: int, block_input: torch.Tensor) -> BlockComputation:
+    """Recompute block ``layer`` of ``lm`` on ``block_input`` (T, d_model) from the block's own weights."""
+    trunk = _gpt2_parts(lm)
+    layer = _check_layer(lm, layer)
+    cfg = lm.model.config
+    block = trunk.h[layer]
+    d_model = cfg.n_embd
+    if not isinstance(block_input, torch.Tensor):
+        raise TypeError(f"block_input must be a tensor of shape (tokens, {d_model}), got {type(block_input).__name__}")
+    if block_input.dim() == 3 and block_input.shape[0] == 1:
+        block_input = block_input[0]
+    if block_input.dim() != 2 or block_input.shape[1] != d_model:
+        raise ValueError(f"block_input must have shape (tokens, {d_model}), got {tuple(block_input.shape)}")
+    n_heads = cfg.n_head
+    head_dim = d_model // n_heads
+    n_tokens = block_input.shape[0]
+    scale = head_dim ** -0.5 if cfg.scale_attn_weights else 1.0
+    if getattr(cfg, "scale_attn_by_inverse_layer_idx", False):
+        scale /= float(layer + 1)
+    attn, mlp = block.attn, block.mlp
+    activation = _activation(lm)
+
+    def heads(x):  # (T, d_model) -> (H, T, head_dim)
+        return x.view(n_tokens, n_heads, head_dim).transpose(0, 1)
+
+    with torch.no_grad():
+        x = block_input
+        ln_1 = layer_norm_by_hand(x, block.ln_1.weight, block.ln_1.bias, block.ln_1.eps)
+        qkv = ln_1 @ attn.c_attn.weight + attn.c_attn.bias  # Conv1D weight is (in, out): no transpose
+        query, key, value = qkv.split(d_model, dim=-1)
+        query_heads, key_heads, value_heads = heads(query), heads(key), heads(value)
+        if getattr(cfg, "reorder_and_upcast_attn", False):  # some configs ask for float32 scores
+            query_heads, key_heads = query_heads.float(), key_heads.float()
+        scores = query_heads @ key_heads.transpose(-1, -2)
+        scaled_scores = scores * scale
+        causal_mask = torch.ones(n_tokens, n_tokens, dtype=torch.bool, device=x.device).tril()
+        masked_scores = scaled_scores.masked_fill(~causal_mask, float("-inf"))
+        attention_weights = torch.softmax(masked_scores, dim=-1).to(value_heads.dtype)
+        weighted_values = attention_weights @ value_heads
+        merged_heads = weighted_values.transpose(0, 1).reshape(n_tokens, d_model)
+        attention_output = merged_heads @ attn.c_proj.weight + attn.c_proj.bias
+        residual_after_attention = attention_output + x
+        ln_2 = layer_norm_by_hand(residual_after_attention, block.ln_2.weight, block.ln_2.bias, block.ln_2.eps)
+        mlp_fc = ln_2 @ mlp.c_fc.weight + mlp.c_fc.bias
+        mlp_gelu = activation(mlp_fc)
+        mlp_output = mlp_gelu @ mlp.c_proj.weight + mlp.c_proj.bias
+        block_output = residual_after_attention + mlp_output
+    return BlockComputation(
+        layer=layer, n_heads=n_heads, head_dim=head_dim, scale=scale, block_input=block_input, ln_1=ln_1,
+        qkv=qkv, query=query, key=key, value=value, query_heads=query_heads, key_heads=key_heads,
+        value_heads=value_heads, scores=scores, scaled_scores=scaled_scores, causal_mask=causal_mask,
+        masked_scores=masked_scores, attention_weights=attention_weights, weighted_values=weighted_values,
+        merged_heads=merged_heads, attention_output=attention_output,
+        residual_after_attention=residual_after_attention, ln_2=ln_2, mlp_fc=mlp_fc, mlp_gelu=mlp_gelu,
+        mlp_output=mlp_output, block_output=block_output)
+
+
+@dataclass
+class ModelReference:
+    """What the real model computed (transformers, eager attention), for comparison.
+
+    block_inputs[L] / block_outputs[L]: the residual stream entering / leaving block L, (T, d_model);
+    attention_weights[L]: (H, T, T); logits: (T, vocab).
+    """
+
+    token_ids: torch.Tensor
+    block_inputs: list[torch.Tensor]
+    block_outputs: list[torch.Tensor]
+    attention_weights: list[torch.Tensor]
+    logits: torch.Tensor
+
+
+def model_reference(lm, text) -> ModelReference:
+    """Run the real model once and record each block's input and output and its attention weights."""
+    trunk = _gpt2_parts(lm)
+    ids = token_ids(lm, text)
+    inputs, outputs = {}, {}
+    hooks = []
+    for index, block in enumerate(trunk.h):
+        hooks.append(block.register_forward_pre_hook(
+            lambda module, args, kwargs, i=index: inputs.__setitem__(i, (args[0] if args else
+                                                                         kwargs["hidden_states"]).detach()),
+            with_kwargs=True))
+        hooks.append(block.register_forward_hook(
+            lambda module, args, out, i=index: outputs.__setitem__(i, (out[0] if isinstance(out, tuple)
+                                                                       else out).detach())))
+    try:
+        with torch.no_grad(), lm.eager_attention():
+            result = lm.model(input_ids=ids[None], attention_mask=torch.ones_like(ids[None]),
+                              output_attentions=True, use_cache=False)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    n = len(trunk.h)
+    return ModelReference(token_ids=ids, block_inputs=[inputs[i][0] for i in range(n)],
+                          block_outputs=[outputs[i][0] for i in range(n)],
+                          attention_weights=[a[0] for a in result.attentions], logits=result.logits[0])
+
+
+def block_by_hand(lm, text, layer: int) -> BlockComputation:
+    """Recompute block ``layer`` by hand for ``text``, starting from what the real model fed that block.
+
+    Feeding the model's own block input isolates this block: its output can be compared with the
+    model's block output directly (see ``compare_with_model``).
+    """
+    _gpt2_parts(lm)
+    _check_layer(lm, layer)
+    reference = model_reference(lm, text)
+    return run_block_by_hand(lm, layer, reference.block_inputs[layer])
+
+
+@dataclass
+class ForwardByHand:
+    """The whole model by hand: embeddings, every block, the final layer norm and the logits."""
+
+    embeddings: Embeddings
+    blocks: list[BlockComputation]
+    final_norm: torch.Tensor  # ln_f of the last block's output (T, d_model)
+    logits: torch.Tensor  # final_norm @ wte.T: one score per vocabulary entry (T, vocab)
+
+    @property
+    def tokens(self) -> list[str]:
+        return self.embeddings.tokens
+
+
+def forward_by_hand(lm, text) -> ForwardByHand:
+    """Embeddings, then each block fed the previous block's hand-computed output, then ln_f and logits.
+
+    GPT-2 reuses the token table as its output layer (weight tying), so the logits are the final
+    vectors' dot products with every token embedding.
+    """
+    trunk = _gpt2_parts(lm)
+    embeddings = embed_by_hand(lm, text)
+    blocks, x = [], embeddings.block_input
+    for layer in range(len(trunk.h)):
+        blocks.append(run_block_by_hand(lm, layer, x))
+        x = blocks[-1].block_output
+    with torch.no_grad():
+        final_norm = layer_norm_by_hand(x, trunk.ln_f.weight, trunk.ln_f.bias, trunk.ln_f.eps)
+        logits = torch.nn.functional.linear(final_norm, lm.model.get_output_embeddings().weight)
+    return ForwardByHand(embeddings=embeddings, blocks=blocks, final_norm=final_norm, logits=logits)
+
+
+def compare_with_model(lm, text, chained: bool = False):
+    """Per layer, the largest absolute difference between the hand computation and the real model.
+
+    chained=False feeds each block the model's own input (each block checked on its own);
+    chained=True runs ``forward_by_hand`` so differences could accumulate from layer to layer.
+    Returns a pandas DataFrame with columns layer, block_input, attention_weights, block_output
+    (largest absolute differences), output_size (largest |value| of the model's block output, to
+    judge block_output against: float32 keeps about 7 significant digits) and a final row "logits"
+    when chained.
+    """
+    import pandas as pd
+
+    reference = model_reference(lm, text)
+    if chained:
+        by_hand = forward_by_hand(lm, text)
+        blocks = by_hand.blocks
+    else:
+        blocks = [run_block_by_hand(lm, layer, x) for layer, x in enumerate(reference.block_inputs)]
+
+    def gap(a, b):
+        return float((a.float() - b.float()).abs().max())
+
+    rows = [{"layer": b.layer,
+             "block_input": gap(b.block_input, reference.block_inputs[b.layer]),
+             "attention_weights": gap(b.attention_weights, reference.attention_weights[b.layer]),
+             "block_output": gap(b.block_output, reference.block_outputs[b.layer]),
+             "output_size": float(reference.block_outputs[b.layer].float().abs().max())} for b in blocks]
+    if chained:
+        rows.append({"layer": "logits", "block_input": float("nan"), "attention_weights": float("nan"),
+                     "block_output": gap(by_hand.logits, reference.logits),
+                     "output_size": float(reference.logits.float().abs().max())})
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------------------------
+# capture for the views
+
+
+def _given_ids(lm, ids) -> list[int]:
+    """Token ids passed instead of a text, checked: ints within the vocabulary."""
+    if isinstance(ids, torch.Tensor):
+        if ids.dim() == 2 and ids.shape[0] == 1:
+            ids = ids[0]
+        if ids.dim() != 1 or ids.dtype.is_floating_point:
+            raise TypeError(f"token ids must be a 1-D integer tensor, got shape {tuple(ids.shape)} {ids.dtype}")
+        ids = ids.tolist()
+    if not isinstance(ids, (list, tuple)) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+        raise TypeError(f"text must be a string or a list of token ids, got {type(ids).__name__}"
+                        + (" of non-integers" if isinstance(ids, (list, tuple)) else ""))
+    vocab = lm.model.config.vocab_size
+    if ids and (min(ids) < 0 or max(ids) >= vocab):
+        raise ValueError(f"token ids must lie in 0..{vocab - 1} (the vocabulary of {lm.name!r}), "
+                         f"got values from {min(ids)} to {max(ids)}")
+    return list(ids)
+
+
+@dataclass
+class AttentionCapture:
+    """Attention weights of one text, ready to look at.
+
+    tokens: the tokens as a person reads them (``Ġ`` -> space, ``Ċ`` -> newline); ``labels`` are the
+        same with newlines/tabs made visible, for axis labels.
+    attention: float32 CPU tensor (layers, heads, query, key); row q of a head is how query token q
+        spreads its attention over keys 0..q (each row sums to 1, future keys are 0).
+    layers: the model layer each entry of the first axis comes from.
+    truncated_from: the text's full token count when only the first ``max_tokens`` were kept.
+    """
+
+    text: str
+    token_ids: list[int]
+    tokens: list[str]
+    attention: torch.Tensor
+    layers: list[int]
+    model_name: str = ""
+    n_model_layers: int = 0
+    truncated_from: int | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def labels(self) -> list[str]:
+        return [display_label(t) for t in self.tokens]
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.tokens)
+
+    @property
+    def n_heads(self) -> int:
+        return int(self.attention.shape[1])
+
+    def _layer_position(self, layer) -> int:
+        if isinstance(layer, bool) or not isinstance(layer, int):
+            raise TypeError(f"layer must be an int, one of {self.layers}, got {layer!r}")
+        if layer not in self.layers:
+            raise ValueError(f"layer={layer} was not captured; this capture holds layers {self.layers}")
+        return self.layers.index(layer)
+
+    def layer(self, layer: int) -> torch.Tensor:
+        """(heads, query, key) weights of model layer ``layer``."""
+        return self.attention[self._layer_position(layer)]
+
+    def head(self, layer: int, head: int) -> torch.Tensor:
+        """(query, key) weights of one head."""
+        weights = self.layer(layer)
+        if isinstance(head, bool) or not isinstance(head, int) or not 0 <= head < self.n_heads:
+            raise ValueError(f"head={head!r} is out of range: there are {self.n_heads} heads, "
+                             f"use 0..{self.n_heads - 1}")
+        return weights[head]
+
+    def to_frame(self, layer: int, head: int):
+        """One head as a pandas DataFrame: rows are query tokens, columns key tokens."""
+        import pandas as pd
+
+        names = [f"{i}:{label}" for i, label in enumerate(self.labels)]
+        return pd.DataFrame(self.head(layer, head).numpy(), index=names, columns=names)
+
+    def __repr__(self) -> str:
+        cut = f", truncated from {self.truncated_from}" if self.truncated_from else ""
+        return (f"AttentionCapture({self.n_tokens} tokens{cut}, layers {self.layers}, {self.n_heads} heads, "
+                f"model {self.model_name!r})")
+
+
+def capture_attention(lm, text, layers=None, max_tokens: int | None = DEFAULT_MAX_TOKENS) -> AttentionCapture:
+    """Run ``lm`` on ``text`` and keep its attention weights as (layers, heads, query, key).
+
+    text: a string, or token ids (a list of ints or a 1-D tensor) for sequences made by hand.
+    layers: None for all layers, or the model layers to keep (e.g. ``[0, 5, 11]``).
+    max_tokens: longer texts are cut to their first ``max_tokens`` tokens, with a warning saying so
+        (attention takes tokens^2 memory per head); None means the model's context length.
+    The model is switched to eager attention for this one call (other kernels return no weights).
+    """
+    check_lm(lm)
+    context = lm.context_length
+    if max_tokens is None:
+        max_tokens = context
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+        raise ValueError(f"max_tokens must be a positive int (or None for the context length {context}), "
+                         f"got {max_tokens!r}")
+    max_tokens = min(max_tokens, context)
+    chosen = _check_layers(lm, layers)
+    if isinstance(text, str):
+        if not text:
+            raise ValueError("text is empty; give at least one character to look at")
+        # verbose=False: the too-long warning is ours to give (below, with what to do about it)
+        all_ids = lm.tokenizer(text, verbose=False)["input_ids"]
+    else:
+        all_ids = _given_ids(lm, text)
+    if not all_ids:
+        raise ValueError(f"text {text!r} gives no tokens")
+    truncated_from = None
+    if len(all_ids) > max_tokens:
+        truncated_from = len(all_ids)
+        warnings.warn(f"text is {len(all_ids)} tokens; keeping the first {max_tokens} (max_tokens={max_tokens}). "
+                      f"Pass a larger max_tokens (up to {context}) to keep more.", UserWarning, stacklevel=2)
+        all_ids = all_ids[:max_tokens]
+    ids = torch.tensor([all_ids], dtype=torch.long, device=lm.device)
+    with torch.no_grad(), lm.eager_attention():
+        # an explicit mask: a text may contain end-of-text, which doubles as the pad token
+        result = lm.model(input_ids=ids, attention_mask=torch.ones_like(ids), output_attentions=True,
+                          use_cache=False)
+    if not result.attentions or result.attentions[0] is None or result.attentions[0].numel() == 0:
+        raise RuntimeError(f"model {lm.name!r} returned no attention weights even in eager mode")
+    attention = torch.stack([result.attentions[i][0] for i in chosen]).float().cpu()
+    if truncated_from or not isinstance(text, str):
+        text = lm.tokenizer.decode(all_ids)
+    return AttentionCapture(text=text, token_ids=list(all_ids),
+                            tokens=readable_tokens(lm, all_ids), attention=attention, layers=chosen,
+                            model_name=lm.name, n_model_layers=_n_layers(lm), truncated_from=truncated_from)
+

@@ -1,0 +1,233 @@
+"""Statistics that tell attention heads apart, one number per (layer, head).
+
+Each takes attention weights shaped (layers, heads, query, key) - the ``attention`` of an
+:class:`~gpt2lab.attention.by_hand.AttentionCapture` - or a capture itself, and returns a (layers, heads)
+numpy array. Query position 0 can only attend to itself, so it is left out of every average.
+
+* ``attention_entropy``: how spread out a head's attention is, in bits (0 = all on one token,
+  log2(n) = evenly over n tokens).
+* ``first_token_share``: weight on the very first token. Trained GPT-2 heads park much of their
+  attention there when they have nothing better to do (an "attention sink").
+* ``previous_token_score``: weight on the token just before the query.
+* ``induction_score``: on a random token sequence repeated twice, weight a query in the second copy
+  puts on the token that *followed* its earlier occurrence. Heads that do this ("induction heads")
+  let a model continue a pattern it has seen before in the same text.
+
+``head_stats(lm, text)`` measures all four and returns a :class:`HeadStats` with ``plot()``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from gpt2lab.attention.by_hand import AttentionCapture, capture_attention, check_lm
+from gpt2lab.tokens import bos_id
+
+__all__ = ["STAT_NAMES", "attention_entropy", "first_token_share", "previous_token_score", "induction_score",
+           "repeated_random_tokens", "measure_induction", "HeadStats", "head_stats", "plot_head_stats"]
+
+STAT_NAMES = {
+    "entropy": "attention entropy (bits)",
+    "first_token": "share of attention on the first token",
+    "previous_token": "previous-token score",
+    "induction": "induction score (repeated random tokens)",
+}
+
+
+def _weights(attention) -> torch.Tensor:
+    """(layers, heads, T, T) float64 tensor from a capture, tensor or array, checked to be attention."""
+    if isinstance(attention, AttentionCapture):
+        attention = attention.attention
+    if isinstance(attention, np.ndarray):
+        attention = torch.from_numpy(attention)
+    if not isinstance(attention, torch.Tensor):
+        raise TypeError(f"attention must be an AttentionCapture or a (layers, heads, query, key) tensor, "
+                        f"got {type(attention).__name__}")
+    if attention.dim() != 4 or attention.shape[-1] != attention.shape[-2]:
+        raise ValueError(f"attention must have shape (layers, heads, query, key) with query == key, "
+                         f"got {tuple(attention.shape)}")
+    weights = attention.detach().to("cpu", torch.float64)
+    if weights.shape[-1] < 2:
+        raise ValueError("attention covers a single token; head statistics need at least 2 tokens")
+    row_sums = weights.sum(dim=-1)
+    if (weights < -1e-6).any() or not torch.allclose(row_sums, torch.ones_like(row_sums), atol=1e-3):
+        raise ValueError("attention rows must be probability distributions (non-negative, each row summing to 1); "
+                         f"row sums range from {float(row_sums.min()):.4f} to {float(row_sums.max()):.4f}")
+    return weights
+
+
+def attention_entropy(attention) -> np.ndarray:
+    """Mean entropy in bits of each head's attention rows (query positions 1..T-1)."""
+    weights = _weights(attention)[..., 1:, :]
+    logs = torch.where(weights > 0, torch.log2(weights.clamp_min(1e-300)), torch.zeros_like(weights))
+    entropy = -(weights * logs).sum(dim=-1)  # (layers, heads, T-1); 0 * log 0 counts as 0
+    return entropy.mean(dim=-1).numpy()
+
+
+def first_token_share(attention) -> np.ndarray:
+    """Mean weight each head puts on token 0 (query positions 1..T-1)."""
+    weights = _weights(attention)
+    return weights[..., 1:, 0].mean(dim=-1).numpy()
+
+
+def previous_token_score(attention) -> np.ndarray:
+    """Mean weight each head puts on the token right before the query (query positions 1..T-1)."""
+    weights = _weights(attention)
+    return torch.diagonal(weights, offset=-1, dim1=-2, dim2=-1).mean(dim=-1).numpy()
+
+
+def induction_score(attention, period: int, start: int = 0) -> np.ndarray:
+    """Mean weight on "the token after my previous occurrence", for a sequence that repeats.
+
+    The tokens at ``start .. start+period-1`` are repeated at ``start+period .. start+2*period-1``
+    (``start`` = 1 when a beginning-of-text token comes first). A query at position q in the
+    repeat saw the same token at q - period; an induction head attends to the one after it,
+    q - period + 1. Averaged over every query of the repeat.
+    """
+    weights = _weights(attention)
+    n_tokens = weights.shape[-1]
+    for name, value in (("period", period), ("start", start)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be an int, got {value!r}")
+    if period < 2:
+        raise ValueError(f"period must be at least 2 (the repeated chunk's length), got {period}")
+    if start < 0 or start + period >= n_tokens:
+        raise ValueError(f"start={start} and period={period} leave no repeated tokens in a sequence of "
+                         f"{n_tokens}; need start + period < {n_tokens}")
+    queries = torch.arange(start + period, min(n_tokens, start + 2 * period))
+    targets = queries - period + 1
+    return weights[..., queries, targets].mean(dim=-1).numpy()
+
+
+def repeated_random_tokens(lm, length: int = 50, n_sequences: int = 4, seed: int = 0):
+    """``n_sequences`` rows of: a beginning-of-text token, then ``length`` random tokens, twice.
+
+    Returns (ids tensor (n_sequences, 1 + 2*length), start=1, period=length). Random tokens make
+    the second half predictable only by copying from the first, which is what induction heads do.
+    """
+    check_lm(lm)
+    for name, value, low in (("length", length, 2), ("n_sequences", n_sequences, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+    if 1 + 2 * length > lm.context_length:
+        raise ValueError(f"length={length} gives {1 + 2 * length} tokens, more than the context length "
+                         f"{lm.context_length} of {lm.name!r}; use length <= {(lm.context_length - 1) // 2}")
+    tokenizer = lm.tokenizer
+    vocab = lm.model.config.vocab_size
+    special = set(getattr(tokenizer, "all_special_ids", []) or [])
+    allowed = torch.tensor([i for i in range(min(vocab, len(tokenizer))) if i not in special])
+    generator = torch.Generator().manual_seed(seed)
+    chunks = allowed[torch.randint(len(allowed), (n_sequences, length), generator=generator)]
+    bos = bos_id(tokenizer)
+    first = torch.full((n_sequences, 1), bos, dtype=torch.long)
+    return torch.cat([first, chunks, chunks], dim=1), 1, length
+
+
+def measure_induction(lm, length: int = 50, n_sequences: int = 4, seed: int = 0) -> np.ndarray:
+    """(layers, heads) induction scores of ``lm``, averaged over random repeated sequences."""
+    ids, start, period = repeated_random_tokens(lm, length=length, n_sequences=n_sequences, seed=seed)
+    with torch.no_grad(), lm.eager_attention():
+        ids = ids.to(lm.device)
+        # the first token is end-of-text, which doubles as GPT-2's pad token: say it is real, not padding
+        result = lm.model(input_ids=ids, attention_mask=torch.ones_like(ids), output_attentions=True,
+                          use_cache=False)
+    attention = torch.stack(list(result.attentions), dim=1).float().cpu()  # (batch, layers, heads, T, T)
+    scores = [induction_score(attention[b], period=period, start=start) for b in range(attention.shape[0])]
+    return np.mean(scores, axis=0)
+
+
+@dataclass
+class HeadStats:
+    """The four statistics of every head, each a (layers, heads) array; rows are model layers."""
+
+    entropy: np.ndarray
+    first_token: np.ndarray
+    previous_token: np.ndarray
+    induction: np.ndarray
+    layers: list[int]
+    model_name: str = ""
+    text: str = ""
+    n_tokens: int = 0
+
+    def to_frame(self):
+        """One row per (layer, head) with a column per statistic."""
+        import pandas as pd
+
+        rows = []
+        for i, layer in enumerate(self.layers):
+            for head in range(self.entropy.shape[1]):
+                rows.append({"layer": layer, "head": head,
+                             **{name: float(getattr(self, name)[i, head]) for name in STAT_NAMES}})
+        return pd.DataFrame(rows)
+
+    def top(self, stat: str, k: int = 5):
+        """The ``k`` heads with the highest value of ``stat`` (one of STAT_NAMES), as a DataFrame."""
+        if stat not in STAT_NAMES:
+            raise ValueError(f"stat must be one of {list(STAT_NAMES)}, got {stat!r}")
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"k must be a positive int, got {k!r}")
+        return self.to_frame().sort_values(stat, ascending=False).head(k).reset_index(drop=True)
+
+    def plot(self, stats=None):
+        """Heatmaps (layers x heads) of the chosen statistics (default: all four)."""
+        return plot_head_stats(self, stats)
+
+
+def head_stats(lm, text: str, layers=None, induction_length: int | None = None, induction_sequences: int = 4,
+               seed: int = 0, max_tokens: int = 256) -> HeadStats:
+    """Entropy, first-token share and previous-token score on ``text``; induction on repeated random tokens.
+
+    induction_length: length of the random chunk that is repeated (default 50, less when the
+    model's context is shorter than 101 tokens).
+    """
+    check_lm(lm)
+    if induction_length is None:
+        induction_length = min(50, (lm.context_length - 1) // 2)
+    capture = capture_attention(lm, text, layers=layers, max_tokens=max_tokens)
+    if capture.n_tokens < 2:
+        raise ValueError(f"text {text!r} is a single token; head statistics need at least 2")
+    induction = measure_induction(lm, length=induction_length, n_sequences=induction_sequences, seed=seed)
+    induction = induction[capture.layers]  # same layers as the text statistics
+    return HeadStats(entropy=attention_entropy(capture), first_token=first_token_share(capture),
+                     previous_token=previous_token_score(capture), induction=induction, layers=capture.layers,
+                     model_name=lm.name, text=capture.text, n_tokens=capture.n_tokens)
+
+
+def plot_head_stats(stats: HeadStats, which=None):
+    """One heatmap per statistic: rows are layers, columns heads, colour the value (numbers written in)."""
+    import matplotlib.pyplot as plt
+
+    if not isinstance(stats, HeadStats):
+        raise TypeError(f"stats must be a HeadStats from head_stats(lm, text), got {type(stats).__name__}")
+    chosen = list(STAT_NAMES) if which is None else ([which] if isinstance(which, str) else list(which))
+    for name in chosen:
+        if name not in STAT_NAMES:
+            raise ValueError(f"statistic {name!r} is not known; choose from {list(STAT_NAMES)}")
+    n_layers, n_heads = stats.entropy.shape
+    columns = min(2, len(chosen))
+    rows = -(-len(chosen) // columns)
+    width = max(4.0, 0.45 * n_heads + 1.8)
+    height = max(3.0, 0.35 * n_layers + 1.4)
+    fig, axes = plt.subplots(rows, columns, figsize=(width * columns, height * rows), squeeze=False)
+    annotate = n_layers * n_heads <= 150
+    for ax, name in zip(axes.flat, chosen):
+        values = getattr(stats, name)
+        vmax = max(float(values.max()), 1e-9) if name == "entropy" else 1.0
+        image = ax.imshow(values, cmap="viridis", vmin=0.0, vmax=vmax, aspect="auto")
+        ax.set_title(STAT_NAMES[name], fontsize=9)
+        ax.set_xlabel("head")
+        ax.set_ylabel("layer")
+        ax.set_xticks(range(n_heads))
+        ax.set_yticks(range(n_layers), [str(layer) for layer in stats.layers])
+        if annotate:
+            for (i, j), value in np.ndenumerate(values):
+                ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=6,
+                        color="white" if value < 0.6 * vmax else "black")
+        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    for ax in list(axes.flat)[len(chosen):]:
+        ax.axis("off")
+    fig.suptitle(f"Head statistics of {stats.model_name} ({stats.n_tokens} tokens of text)", fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -1,6 +1,8 @@
 """Choosing where a model runs (CUDA, Apple MPS or CPU) and in which precision."""
 from __future__ import annotations
 
+import functools
+import time
 from pathlib import Path
 
 import torch
@@ -88,22 +90,46 @@ def _cpu_flags() -> set[str]:
 def native_bf16(device: str | torch.device = "cpu") -> bool:
     """Whether ``device`` computes in bfloat16 natively rather than by emulation.
 
-    CUDA: ``torch.cuda.is_bf16_supported()``. CPU: x86 with AVX-512 BF16 or AMX, or ARM with the
-    BF16 extension; on other CPUs (e.g. AMD EPYC without AVX-512) bf16 matrix products are emulated
-    and several times slower than float32. MPS: False (autocast support there varies by release).
+    CUDA: ``torch.cuda.is_bf16_supported()``. CPU: the CPU must list a bf16 instruction set (x86
+    AVX-512 BF16 or AMX, ARM BF16) *and* a bf16 matrix product must actually run at least about as fast
+    as a float32 one here (measured once per process, a few milliseconds): torch may be limited to
+    narrower kernels (``ATEN_CPU_CAPABILITY``, ``ONEDNN_MAX_CPU_ISA``, a hypervisor) and then emulates
+    bf16 tens of times slower than float32, as on CPUs without AVX-512 (e.g. many AMD EPYC).
+    MPS: False (autocast support there varies by release).
     """
     device = torch.device(device) if isinstance(device, str) else device
     if device.type == "cuda":
         return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
     if device.type != "cpu":
         return False
+    return _cpu_lists_bf16() and _cpu_bf16_is_fast()
+
+
+def _cpu_lists_bf16() -> bool:
     cpu = getattr(torch, "cpu", None)
     for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
         check = getattr(cpu, probe, None)
         if check is not None and check():
             return True
-    flags = _cpu_flags()
-    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
+    return bool(_cpu_flags() & {"avx512_bf16", "amx_bf16", "bf16"})
+
+
+@functools.lru_cache(maxsize=1)
+def _cpu_bf16_is_fast(size: int = 256, repeats: int = 5) -> bool:
+    """Time a (size x size) matrix product in bf16 and in float32 (best of ``repeats``); native bf16 is
+    2-4x faster than float32, emulated bf16 10-100x slower, so the threshold (1.5x) is far from both."""
+    a = torch.randn(size, size)
+    times = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        x = a.to(dtype)
+        x @ x  # warm-up
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            x @ x
+            best = min(best, time.perf_counter() - start)
+        times[dtype] = best
+    return times[torch.bfloat16] <= 1.5 * times[torch.float32]
 
 
 def autocast_precision(device: str | torch.device = "cpu") -> str:

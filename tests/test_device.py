@@ -1,3 +1,8 @@
+import os
+import platform
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -58,3 +63,25 @@ def test_missing_device_is_a_one_line_cli_error(capsys, monkeypatch):
     assert cli.main(["generate", "hello", "--model", "embedded", "--device", "cuda"]) == 2
     err = capsys.readouterr().err
     assert "no CUDA GPU" in err and "Traceback" not in err
+
+
+def test_native_bf16_needs_both_the_instruction_set_and_the_speed(monkeypatch):
+    monkeypatch.setattr(dev, "_cpu_lists_bf16", lambda: False)
+    assert dev.native_bf16("cpu") is False and dev.autocast_precision("cpu") == "no"
+    monkeypatch.setattr(dev, "_cpu_lists_bf16", lambda: True)
+    monkeypatch.setattr(dev, "_cpu_bf16_is_fast", lambda: False)  # listed, but emulated (a limited ISA)
+    assert dev.native_bf16("cpu") is False
+    monkeypatch.setattr(dev, "_cpu_bf16_is_fast", lambda: True)
+    assert dev.native_bf16("cpu") is True and dev.autocast_precision("cpu") == "bf16"
+    assert dev.native_bf16("mps") is False
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="AVX2/AVX-512 are x86 ISAs")
+def test_bf16_is_not_native_where_torch_is_limited_to_avx2():
+    """The path of a CPU without AVX-512 (e.g. AMD EPYC), forced on any x86 machine: oneDNN limited to
+    AVX2 emulates bf16, and native_bf16 must say so (a CPU that truly lacks AVX-512 says so anyway)."""
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
+    done = subprocess.run([sys.executable, "-c", "from gpt2lab.device import native_bf16; print(native_bf16())"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

@@ -328,6 +328,9 @@ def test_decoding_explorer_reacts_to_its_controls(embedded_lm):
     assert "gpt2lab-distribution" in table.value and table.value.count("<tr class=") == 15
     assert "sample-top-p:" in summary.value and samples.value.count("<li>") == 2
     assert box.outputs["chart"].value[:4] == b"\x89PNG"
+    assert box.controls["temperature"].disabled  # sample-top-p uses top_p alone (the published API's row)
+    box.controls["mode"].value = "sample"
+    assert not any(box.controls[name].disabled for name in ("temperature", "top_k", "top_p"))
     before = (table.value, samples.value)
     box.controls["temperature"].value = 1.6
     assert table.value != before[0] and samples.value != before[1]

@@ -46,7 +46,7 @@ def test_one_prompt_gives_num_return_sequences_texts_with_the_prompt(tiny_lm):
 
 def test_greedy_and_beam_equal_model_generate(tiny_lm):
     prompt = "It was the best of times"
-    assert list(gpt2lab.generate(tiny_lm, prompt, mode="greedy", max_length=10, no_repeat_ngram_size=0)) == \
+    assert list(gpt2lab.generate(tiny_lm, prompt, mode="greedy", max_length=10)) == \
         _direct(tiny_lm, prompt, max_new_tokens=10, do_sample=False)
     assert list(gpt2lab.generate(tiny_lm, prompt, mode="beam", num_beams=3, num_return_sequences=2, max_length=10,
                                  repetition_penalty=1.2)) == \
@@ -59,7 +59,25 @@ def test_sampling_equals_model_generate_with_the_same_seed(tiny_lm):
     ours = gpt2lab.generate(tiny_lm, prompt, max_length=10, seed=123, top_p=0.8, temperature=0.9)
     torch.manual_seed(123)
     direct = _direct(tiny_lm, prompt, max_new_tokens=10, do_sample=True, top_k=0, top_p=0.8, temperature=0.9,
-                     num_return_sequences=3, no_repeat_ngram_size=2)
+                     num_return_sequences=3)
+    assert list(ours) == direct
+
+
+@pytest.mark.parametrize("mode, transformers_settings", [
+    ("greedy", dict(do_sample=False)),
+    ("beam", dict(do_sample=False, num_beams=5, no_repeat_ngram_size=2, num_return_sequences=3)),
+    ("sample-top-p", dict(do_sample=True, top_p=0.92, top_k=0, num_return_sequences=3)),
+    ("sample-top-k", dict(do_sample=True, top_k=50, num_return_sequences=3)),
+    ("sample", dict(do_sample=True, top_p=0.92, top_k=50, temperature=0.7, num_return_sequences=3)),
+])
+def test_each_mode_with_its_defaults_is_transformers_with_the_published_defaults(embedded_lm, mode,
+                                                                                 transformers_settings):
+    """Nothing but the mode's row: greedy is transformers' greedy, and no n-gram block outside beam search
+    (the 2-gram block used to stop the second ':\\n' of a speaker line: 'JULIET::')."""
+    prompt = "JULIET:\nO Romeo, Romeo!"
+    ours = gpt2lab.generate(embedded_lm, prompt, mode=mode, max_length=24, seed=3)
+    with generation.seeded(3, embedded_lm.device):
+        direct = _direct(embedded_lm, prompt, max_new_tokens=24, **transformers_settings)
     assert list(ours) == direct
 
 

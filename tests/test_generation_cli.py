@@ -28,11 +28,12 @@ def test_generate_command_prints_the_texts(tiny_dir, tiny_lm, capsys):
 
 def test_generate_command_json_and_ignored_note(tiny_dir, capsys):
     assert cli.main(["generate", "Hi", "--model", tiny_dir, "--device", "cpu", "--json", "-n", "2", "--k", "4",
-                     "--seed", "9", "--max-length", "3"]) == 0
+                     "--num-beams", "3", "--seed", "9", "--max-length", "3"]) == 0
     captured = capsys.readouterr()
     record = json.loads(captured.out)
-    assert len(record["output"]) == 2 and record["seed"] == 9 and record["ignored"] == ["top_k"]
-    assert "ignores top_k" in captured.err
+    assert len(record["output"]) == 2 and record["seed"] == 9 and record["ignored"] == ["num_beams"]
+    assert record["params"]["top_k"] == 4  # set explicitly: applies in every sampling mode
+    assert "ignores num_beams" in captured.err
 
 
 def test_command_line_and_api_share_one_definition():

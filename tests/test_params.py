@@ -120,30 +120,76 @@ def test_each_mode_uses_its_own_parameters_and_reports_the_rest():
     assert GenerationParams.build(mode="greedy").ignored() == []  # nothing given, nothing to report
     greedy = GenerationParams.build(mode="greedy", temperature=0.3, k=5, num_beams=3, seed=1, num_return_sequences=2)
     assert greedy.ignored() == ["num_beams", "num_return_sequences", "seed", "temperature", "top_k"]
-    assert "mode 'greedy' ignores" in greedy.ignored_message() and "top_k (used by mode sample-top-k)" in \
-        greedy.ignored_message()
-    assert GenerationParams.build(top_k=10).ignored() == ["top_k"]  # default mode is top-p sampling
-    assert GenerationParams.build(mode="sample-top-k", top_k=10, top_p=0.5).ignored() == ["top_p"]
-    assert GenerationParams.build(mode="beam", temperature=0.5, num_beams=3).ignored() == ["temperature"]
-    assert GenerationParams.build(mode="sample", temperature=0.9, seed=3).ignored() == []
-    for mode in P.MODES:
-        assert {"max_length", "repetition_penalty", "no_repeat_ngram_size"} <= GenerationParams.build(mode=mode).used()
+    assert "mode 'greedy' ignores" in greedy.ignored_message()
+    assert "top_k (applies in mode sample-top-p / sample-top-k / sample)" in greedy.ignored_message()
+    # explicitly set sampling parameters apply in every sampling mode
+    assert GenerationParams.build(top_k=10).ignored() == []
+    assert GenerationParams.build(mode="sample-top-k", top_k=10, top_p=0.5, temperature=0.9).ignored() == []
+    assert GenerationParams.build(mode="beam", temperature=0.5, num_beams=3, seed=2).ignored() == ["seed",
+                                                                                                 "temperature"]
+    assert GenerationParams.build(mode="sample", num_beams=2).ignored() == ["num_beams"]
+    for mode in P.MODES:  # repetition_penalty and no_repeat_ngram_size apply in every mode when given
+        assert GenerationParams.build(mode=mode, repetition_penalty=1.3, no_repeat_ngram_size=3).ignored() == []
 
 
-def test_settings_turn_off_what_the_mode_does_not_use():
-    s = GenerationParams.build(mode="sample-top-p", top_p=0.8, top_k=7, temperature=0.9).settings()
-    assert (s.strategy, s.top_p, s.top_k, s.temperature) == ("sample", 0.8, 0, 0.9)
-    s = GenerationParams.build(mode="sample-top-k", top_p=0.8, top_k=7).settings()
-    assert (s.top_p, s.top_k) == (1.0, 7)
-    s = GenerationParams.build(mode="sample", top_p=0.8, top_k=7).settings()
-    assert (s.top_p, s.top_k) == (1.0, 0)
-    s = GenerationParams.build(mode="greedy", temperature=0.1, num_return_sequences=3).settings()
-    assert (s.strategy, s.temperature, s.num_return_sequences, s.num_beams) == ("greedy", 1.0, 1, 1)
+# the published API's table: mode -> the parameters it uses and their defaults
+API_TABLE = {
+    "greedy": {},
+    "sample-top-p": {"top_p": 0.92},
+    "sample-top-k": {"top_k": 50},
+    "sample": {"top_p": 0.92, "top_k": 50, "temperature": 0.7},
+    "beam": {"num_beams": 5, "no_repeat_ngram_size": 2},
+}
+OFF = dict(temperature=1.0, top_k=0, top_p=1.0, num_beams=1, no_repeat_ngram_size=0, repetition_penalty=1.0)
+
+
+@pytest.mark.parametrize("mode", P.MODES)
+def test_a_modes_defaults_are_exactly_its_row(mode):
+    s = GenerationParams.build(mode=mode).settings()
+    applied = {name: getattr(s, name) for name in OFF}
+    assert applied == {**OFF, **API_TABLE[mode]}
+    assert (s.max_new_tokens, s.num_return_sequences) == (100, 1 if mode == "greedy" else 3)
+    assert P.MODE_DEFAULTS == API_TABLE
+
+
+@pytest.mark.parametrize("mode", P.MODES)
+def test_explicit_parameters_apply_wherever_they_have_a_meaning(mode):
+    given = dict(temperature=0.5, top_k=7, top_p=0.8, num_beams=4, no_repeat_ngram_size=3, repetition_penalty=1.3)
+    s = GenerationParams.build(mode=mode, **given).settings()
+    sampling = mode in P.SAMPLING_MODES
+    expected = {**OFF, "no_repeat_ngram_size": 3, "repetition_penalty": 1.3}
+    if sampling:
+        expected.update(temperature=0.5, top_k=7, top_p=0.8)
+    if mode == "beam":
+        expected.update(num_beams=4)
+    assert {name: getattr(s, name) for name in OFF} == expected
+    # turning a row's parameter off explicitly works too
+    if API_TABLE[mode]:
+        name = list(API_TABLE[mode])[-1]
+        assert getattr(GenerationParams.build(mode=mode, **{name: OFF[name]}).settings(), name) == OFF[name]
+
+
+def test_settings_for_transformers():
     s = GenerationParams.build(mode="beam", num_beams=4, num_return_sequences=2, max_length=9).settings()
     assert s.transformers_kwargs() == dict(max_new_tokens=9, num_return_sequences=2, repetition_penalty=1.0,
                                            no_repeat_ngram_size=2, do_sample=False, num_beams=4)
     kwargs = GenerationParams.build(mode="sample-top-p").settings().transformers_kwargs()
     assert kwargs["top_k"] == 0 and kwargs["do_sample"] is True  # transformers' own default would be top_k=50
+    assert kwargs["temperature"] == 1.0 and kwargs["no_repeat_ngram_size"] == 0
+    greedy = GenerationParams.build(mode="greedy", num_return_sequences=3).settings().transformers_kwargs()
+    assert greedy == dict(max_new_tokens=100, num_return_sequences=1, repetition_penalty=1.0, no_repeat_ngram_size=0,
+                          do_sample=False, num_beams=1)
+
+
+def test_public_dict_records_what_applies_and_reproduces_it():
+    for kwargs in [dict(mode="sample-top-k", temperature=0.5), dict(mode="beam"), dict(mode="greedy", seed=3),
+                   dict(mode="sample", top_k=0, repetition_penalty=1.2)]:
+        p = GenerationParams.build(input="x", **kwargs)
+        record = p.public_dict()
+        assert not set(record) & set(p.ignored())
+        again = GenerationParams.from_dict(record)
+        assert again.settings() == p.settings() and again.ignored() == []
+    assert "temperature" not in GenerationParams.build(mode="sample-top-p").public_dict()
 
 
 def test_seed_minus_one_means_random_and_is_fixed_once_drawn():
@@ -174,7 +220,28 @@ def test_replace_validates_and_keeps_what_was_given():
 
 
 def test_mode_table_lists_every_mode():
-    rows = P.mode_table()
-    assert [r["mode"] for r in rows] == list(P.MODES)
-    beam = next(r for r in rows if r["mode"] == "beam")
-    assert beam["num_beams"] == "used" and beam["temperature"] == "ignored"
+    rows = {r["mode"]: r for r in P.mode_table()}
+    assert list(rows) == list(P.MODES)
+    assert rows["beam"]["num_beams"] == 5 and rows["beam"]["temperature"] == "ignored"
+    assert rows["sample"]["temperature"] == 0.7 and rows["sample-top-p"]["temperature"] == "if given"
+    assert rows["greedy"]["repetition_penalty"] == "if given" and rows["greedy"]["seed"] == "ignored"
+    markdown = P.mode_table_markdown()
+    assert "| sample | top_p, top_k, temperature | 0.92, 50, 0.7 |" in markdown
+    assert "| beam | num_beams, no_repeat_ngram_size | 5, 2 |" in markdown
+    assert "| greedy | none |  |" in markdown
+
+
+def test_every_field_is_in_the_parameter_table():
+    assert list(P.PARAMETERS) == list(GenerationParams.model_fields)
+    table = P.parameter_table_markdown()
+    for name, field in GenerationParams.model_fields.items():
+        assert f"| `{name}` |" in table
+        assert P.PARAMETERS[name].allowed in field.description
+
+
+def test_the_readme_shows_the_tables_of_this_module():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    assert P.mode_table_markdown() in readme
+    assert P.parameter_table_markdown() in readme

@@ -14,6 +14,7 @@ import requests
 import gpt2lab
 from gpt2lab import cli
 from gpt2lab.generation import pipeline as generation
+from gpt2lab.generation.params import mode_table_markdown
 from gpt2lab.serving import server
 
 
@@ -58,6 +59,7 @@ def test_openapi_documents_the_request(endpoint):
     spec = requests.get(endpoint.url + "/openapi.json", timeout=10).json()
     body = spec["paths"]["/invocations"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert {"input", "temperature", "top_p", "top_k", "mode", "max_length"} <= set(body["properties"])
+    assert mode_table_markdown() in spec["info"]["description"]  # the published API's mode table
     assert "/ping" in spec["paths"]
     assert requests.get(endpoint.url + "/docs", timeout=10).status_code == 200
 

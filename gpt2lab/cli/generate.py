@@ -24,15 +24,17 @@ import warnings
 from pathlib import Path
 
 from gpt2lab.generation import pipeline as generation
-from gpt2lab.generation.params import ALIASES, GenerationParams
+from gpt2lab.generation.params import ALIASES, GenerationParams, mode_table_markdown
 from gpt2lab.serving.batch import run_batch
 
-__all__ = ["BATCH_DESCRIPTION", "SHORT_FLAGS", "add_generation_options", "params_from_args"]
+__all__ = ["BATCH_DESCRIPTION", "MODES_EPILOG", "SHORT_FLAGS", "add_generation_options", "params_from_args"]
 
 BATCH_DESCRIPTION = """Run a JSONL file of generation requests: one JSON object per line (the body POST /invocations
 takes, e.g. {"input": "ROMEO:", "max_length": 40, "seed": 1}), one JSON result per line, in order.
 A bad line gets an error record ({"ok": false, "error": ...}) and the others still run. Restartable:
 run the same command again and it continues after the last finished line."""
+
+MODES_EPILOG = "Each mode uses these parameters (the published API's table):\n\n" + mode_table_markdown()
 
 # extra short spellings on the command line
 SHORT_FLAGS = {"num_return_sequences": ["-n"]}
@@ -48,8 +50,7 @@ def add_generation_options(parser: argparse.ArgumentParser) -> None:
         flags = [f"--{name.replace('_', '-')}"]
         flags += [f"--{alias.replace('_', '-')}" for alias, target in ALIASES.items() if target == name]
         flags += SHORT_FLAGS.get(name, [])
-        kwargs: dict = {"dest": name, "default": argparse.SUPPRESS, "help": f"{info.description} "
-                                                                           f"(default: {info.default})"}
+        kwargs: dict = {"dest": name, "default": argparse.SUPPRESS, "help": info.description.replace("%", "%%")}
         annotation = info.annotation
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
         if typing.get_origin(annotation) is typing.Literal:
@@ -73,7 +74,8 @@ def register(subparsers) -> None:
     """Add ``gpt2lab generate`` and ``gpt2lab batch``."""
     gen = subparsers.add_parser("generate", help="generate text from a prompt",
                                 description="Generate text from a prompt. Parameters as in gpt2lab.generate and "
-                                            "POST /invocations.")
+                                            "POST /invocations.", epilog=MODES_EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     gen.add_argument("prompt", help="the prompt text ('-' reads it from standard input)")
     _model_options(gen)
     gen.add_argument("--json", action="store_true", help="print a JSON object (texts, parameters, seed)")

@@ -58,9 +58,9 @@ DEGENERATE_SETTINGS: dict[str, dict] = {
     # gpt2lab.experiments.sweep.CLASSIC_SETTINGS): repetition loops
     "classic T=2, p=0.1, k=2 (= greedy)": {"mode": "greedy"},
     # a distribution flattened this much gives word salad
-    "pure sampling T=2.5": {"mode": "sample", "temperature": 2.5},
+    "pure sampling T=2.5": {"mode": "sample", "temperature": 2.5, "top_k": 0, "top_p": 1.0},
     # nearly greedy, but random: loops that differ from seed to seed
-    "near-greedy sampling T=0.3": {"mode": "sample", "temperature": 0.3},
+    "near-greedy sampling T=0.3": {"mode": "sample", "temperature": 0.3, "top_k": 0, "top_p": 1.0},
 }
 
 

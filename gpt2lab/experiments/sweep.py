@@ -72,8 +72,9 @@ DECODING_METHODS: dict[str, dict] = {
     "greedy": {"mode": "greedy"},
     "beam (b=4)": {"mode": "beam", "num_beams": 4},
     "beam (b=4), no 3-gram repeats": {"mode": "beam", "num_beams": 4, "no_repeat_ngram_size": 3},
-    "pure sampling": {"mode": "sample", "temperature": 1.0},
-    "sampling T=0.7": {"mode": "sample", "temperature": 0.7},
+    # mode "sample" applies top_p 0.92 and top_k 50 unless told otherwise: pure sampling turns both off
+    "pure sampling": {"mode": "sample", "temperature": 1.0, "top_k": 0, "top_p": 1.0},
+    "sampling T=0.7": {"mode": "sample", "temperature": 0.7, "top_k": 0, "top_p": 1.0},
     "top-k (k=40)": {"mode": "sample-top-k", "top_k": 40, "temperature": 1.0},
     "top-k (k=40), T=0.7": {"mode": "sample-top-k", "top_k": 40, "temperature": 0.7},
     "nucleus (p=0.95)": {"mode": "sample-top-p", "top_p": 0.95, "temperature": 1.0},
@@ -135,15 +136,13 @@ def normalize_settings(settings) -> list[tuple[str, dict]]:
 # ------------------------------------------------------------------ cache
 
 def mode_uses(params: Mapping, name: str) -> bool:
-    """Whether the decoding mode of ``params`` uses parameter ``name`` (e.g. "seed": only sampling
-    is random). Follows :data:`gpt2lab.generation.params.MODE_PARAMETERS`; without a ``mode`` the default mode
+    """Whether the decoding mode of ``params`` gives parameter ``name`` a meaning (e.g. "seed": only sampling
+    is random). Follows :data:`gpt2lab.generation.params.APPLIES_IN`; without a ``mode`` the default mode
     (nucleus sampling) is assumed; an unknown mode is left for the generator to reject."""
-    from gpt2lab.generation.params import COMMON_PARAMETERS, MODE_PARAMETERS
+    from gpt2lab.generation.params import MODES, applies
 
     mode = params.get("mode", "sample-top-p")
-    if mode not in MODE_PARAMETERS:
-        return True
-    return name in COMMON_PARAMETERS or name in MODE_PARAMETERS[mode]
+    return applies(mode, name) if mode in MODES else True
 
 
 def _generator_name(fn: Callable) -> str:

@@ -1,28 +1,32 @@
 """Generation parameters: one validated definition shared by the Python API, the CLI, the batch job and
 the HTTP endpoint.
 
-Names and defaults follow the GPT-2 model-package API the course teaches from::
+Names, modes and defaults follow the published GPT-2 model-package API the course teaches from. Each mode
+uses some parameters, with these defaults (:data:`MODE_DEFAULTS`)::
 
-    input                 the prompt (a string, or a list of strings)      alias: prefix
-    max_length            how many tokens to generate (default 100)        alias: length
-    num_return_sequences  texts per prompt (default 3; greedy gives one)   alias: nsamples
-    mode                  sample-top-p (default) | sample-top-k | sample | beam | greedy
-    top_p                 nucleus size, 0 < top_p <= 1 (0.92)              alias: p
-    top_k                 keep the k likeliest tokens, 0 = off (50)        alias: k
-    temperature           > 0 (0.7)
-    num_beams             beams for beam search (5)
-    no_repeat_ngram_size  forbid repeating any n-gram, 0 = off (2)
-    repetition_penalty    > 0, 1.0 = off (1.0)
-    seed                  None or -1 = random (the seed drawn is reported)
+    mode                       parameters it uses               defaults
+    greedy                     none
+    sample-top-p (default)     top_p                            0.92
+    sample-top-k               top_k                            50
+    sample                     top_p, top_k, temperature        0.92, 50, 0.7
+    beam                       num_beams, no_repeat_ngram_size  5, 2
 
-plus gpt-2-simple's conveniences (``truncate``, ``include_prefix``, ``batch_size``) and ``fit_context``.
+and ``input``, ``max_length`` (100), ``num_return_sequences`` (3) and ``seed`` in every mode. A mode's
+defaults are exactly its row: everything else is off. A parameter the caller sets explicitly applies
+wherever it has a meaning (:data:`APPLIES_IN`): temperature, top_k and top_p in every sampling mode;
+repetition_penalty and no_repeat_ngram_size in every mode. Anything without a meaning in the chosen mode is
+ignored and *reported* (``GenerationParams.ignored()``), never silently applied: num_beams outside beam
+search, sampling parameters in greedy and beam search, seed where nothing is drawn (greedy, beam), and
+num_return_sequences in greedy (deterministic: it returns one text per prompt).
 
-Each mode uses only some of these (see :data:`MODE_PARAMETERS`); a parameter the mode does not use is
-ignored and *reported* (``GenerationParams.ignored()``), never silently applied.
+Every parameter, its alias, allowed range and default: :data:`PARAMETERS` (the table the README, the CLI
+help and the endpoint's docs are built from; :func:`parameter_table_markdown`, :func:`mode_table_markdown`).
+Also gpt-2-simple's conveniences (``truncate``, ``include_prefix``, ``batch_size``) and ``fit_context``.
 """
 from __future__ import annotations
 
 import difflib
+import json
 import math
 import numbers
 import random
@@ -31,9 +35,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-__all__ = ["MODES", "SAMPLING_MODES", "ALIASES", "COMMON_PARAMETERS", "MODE_PARAMETERS", "MODE_SPECIFIC",
-           "ALLOWED", "MAX_SEED", "InvalidParameterError", "field_error", "GenerationParams",
-           "DecodingSettings", "canonicalize", "mode_table", "check_context"]
+__all__ = ["MODES", "SAMPLING_MODES", "ALIASES", "MODE_DEFAULTS", "MODE_PARAMETERS", "COMMON_PARAMETERS", "OFF",
+           "APPLIES_IN", "MODE_SPECIFIC", "applies", "Parameter", "PARAMETERS", "ALLOWED", "MAX_SEED", "MAX_INT",
+           "InvalidParameterError", "field_error", "GenerationParams", "DecodingSettings", "canonicalize",
+           "mode_table", "mode_table_markdown", "parameter_table_markdown", "check_context"]
 
 Mode = Literal["sample-top-p", "sample-top-k", "sample", "beam", "greedy"]
 MODES: tuple[str, ...] = ("sample-top-p", "sample-top-k", "sample", "beam", "greedy")
@@ -43,41 +48,102 @@ SAMPLING_MODES = ("sample-top-p", "sample-top-k", "sample")
 ALIASES = {"length": "max_length", "k": "top_k", "p": "top_p", "prefix": "input",
            "nsamples": "num_return_sequences"}
 
-# parameters every mode uses
-COMMON_PARAMETERS = frozenset({"input", "mode", "max_length", "repetition_penalty",
-                               "no_repeat_ngram_size", "truncate", "include_prefix", "batch_size", "fit_context"})
-# parameters that only some modes use. Greedy decoding is deterministic, so it returns one text per
-# prompt and ignores num_return_sequences (transformers refuses greedy with num_return_sequences > 1).
-MODE_PARAMETERS: dict[str, frozenset[str]] = {
-    "sample-top-p": frozenset({"temperature", "top_p", "seed", "num_return_sequences"}),
-    "sample-top-k": frozenset({"temperature", "top_k", "seed", "num_return_sequences"}),
-    "sample": frozenset({"temperature", "seed", "num_return_sequences"}),
-    "beam": frozenset({"num_beams", "num_return_sequences"}),
-    "greedy": frozenset(),
+# The published API's table: the parameters each mode uses, with their defaults. A mode's defaults are
+# exactly its row; every other decoding parameter is off unless the caller sets it (see APPLIES_IN).
+MODE_DEFAULTS: dict[str, dict[str, float | int]] = {
+    "greedy": {},
+    "sample-top-p": {"top_p": 0.92},
+    "sample-top-k": {"top_k": 50},
+    "sample": {"top_p": 0.92, "top_k": 50, "temperature": 0.7},
+    "beam": {"num_beams": 5, "no_repeat_ngram_size": 2},
 }
-MODE_SPECIFIC = frozenset().union(*MODE_PARAMETERS.values())
-
-# what each field accepts, in words; used in every error message about that field
-ALLOWED = {
-    "input": "a non-empty string or a non-empty list of non-empty strings (use '<|endoftext|>' to generate "
-             "without a prompt)",
-    "max_length": "an integer >= 1 (tokens to generate; prompt + max_length must fit the model's context)",
-    "num_return_sequences": "an integer >= 1 (and <= num_beams in beam mode; greedy returns one text)",
-    "mode": "one of " + ", ".join(repr(m) for m in MODES),
-    "top_p": "a number with 0 < top_p <= 1",
-    "top_k": "an integer >= 0 (0 turns top-k off)",
-    "temperature": "a number > 0 (integers are accepted)",
-    "num_beams": "an integer >= 1",
-    "no_repeat_ngram_size": "an integer >= 0 (0 turns n-gram blocking off)",
-    "repetition_penalty": "a number > 0 (1.0 = no penalty)",
-    "seed": "null, -1 (both mean: pick a random seed) or an integer 0 <= seed < 2**63",
-    "truncate": "null or a non-empty string (texts are cut at its first occurrence)",
-    "include_prefix": "true or false",
-    "batch_size": "null (everything in one batched call) or an integer >= 1",
-    "fit_context": "true or false",
+MODE_PARAMETERS: dict[str, frozenset[str]] = {mode: frozenset(row) for mode, row in MODE_DEFAULTS.items()}
+# accepted in every mode (input, max_length, num_return_sequences and seed in the published API; the rest are
+# gpt-2-simple's conveniences and fit_context)
+COMMON_PARAMETERS = frozenset({"input", "mode", "max_length", "num_return_sequences", "seed", "truncate",
+                               "include_prefix", "batch_size", "fit_context"})
+# the value that turns each decoding parameter off
+OFF: dict[str, float | int] = {"temperature": 1.0, "top_k": 0, "top_p": 1.0, "num_beams": 1,
+                               "no_repeat_ngram_size": 0, "repetition_penalty": 1.0}
+# the modes in which a parameter has a meaning when the caller sets it; elsewhere it is ignored and reported.
+# Greedy and beam search draw nothing (no seed); greedy gives one text per prompt (transformers refuses greedy
+# with num_return_sequences > 1: the copies would be identical).
+APPLIES_IN: dict[str, tuple[str, ...]] = {
+    "temperature": SAMPLING_MODES, "top_k": SAMPLING_MODES, "top_p": SAMPLING_MODES,
+    "num_beams": ("beam",), "no_repeat_ngram_size": MODES, "repetition_penalty": MODES,
+    "seed": SAMPLING_MODES, "num_return_sequences": (*SAMPLING_MODES, "beam"),
 }
+MODE_SPECIFIC = frozenset(name for name, modes in APPLIES_IN.items() if set(modes) != set(MODES))
 
 MAX_SEED = 2**63 - 1
+MAX_INT = 2**63 - 1  # the largest integer torch holds (int64); the upper bound of every integer parameter
+
+
+def applies(mode: str, name: str) -> bool:
+    """Whether parameter ``name``, when set, has a meaning in ``mode`` (unknown names: True)."""
+    return mode in APPLIES_IN.get(name, MODES)
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One row of the parameter table: what the README, the CLI help and the endpoint docs show."""
+
+    name: str
+    alias: str  # another accepted spelling, or ""
+    allowed: str  # the allowed values, in words (every error message about the field quotes it)
+    meaning: str
+
+
+PARAMETERS: dict[str, Parameter] = {p.name: p for p in [
+    Parameter("input", "prefix", "a non-empty string or a non-empty list of non-empty strings (use '<|endoftext|>' "
+              "to generate without a prompt)", "The prompt, or a list of prompts."),
+    Parameter("max_length", "length", "an integer >= 1 (tokens to generate; prompt + max_length must fit the "
+              "model's context)", "Number of tokens to generate, not counting the prompt."),
+    Parameter("num_return_sequences", "nsamples", "an integer >= 1 (and <= num_beams in beam mode; greedy returns "
+              "one text)", "Texts returned per prompt."),
+    Parameter("mode", "", "one of " + ", ".join(repr(m) for m in MODES), "Decoding strategy."),
+    Parameter("top_p", "p", "a number with 0 < top_p <= 1", "Nucleus sampling: keep the smallest set of likeliest "
+              "tokens whose probability adds up to top_p."),
+    Parameter("top_k", "k", "an integer >= 0 (0 turns top-k off)", "Keep the k likeliest tokens."),
+    Parameter("temperature", "", "a number > 0 (integers are accepted)", "Divide the logits by this before "
+              "sampling: < 1 sharpens, > 1 flattens the distribution."),
+    Parameter("num_beams", "", "an integer >= 1", "Beams kept by beam search."),
+    Parameter("no_repeat_ngram_size", "", "an integer >= 0 (0 turns n-gram blocking off)",
+              "No n-gram of this size appears twice in a text."),
+    Parameter("repetition_penalty", "", "a number > 0 (1.0 = no penalty)",
+              "Make tokens already in the text less likely (> 1) or more likely (< 1); CTRL, Keskar et al. 2019."),
+    Parameter("seed", "", "null, -1 (both mean: pick a random seed) or an integer 0 <= seed < 2**63",
+              "Random seed for sampling; the seed drawn for null / -1 is reported."),
+    Parameter("truncate", "", "null or a non-empty string (texts are cut at its first occurrence)",
+              "Cut each text at the first occurrence of this string (e.g. '<|endoftext|>')."),
+    Parameter("include_prefix", "", "true or false", "Whether the returned texts start with the prompt."),
+    Parameter("batch_size", "", "null (everything in one batched call) or an integer >= 1",
+              "At most this many texts per batched model call."),
+    Parameter("fit_context", "", "true or false", "If prompt + max_length exceed the model's context, drop the "
+              "oldest prompt tokens instead of raising an error."),
+]}
+
+# what each field accepts, in words; used in every error message about that field
+ALLOWED = {name: p.allowed for name, p in PARAMETERS.items()}
+
+
+def _default_text(name: str, value: Any) -> str:
+    """The default of a parameter as the table states it, mode by mode for the decoding parameters."""
+    if name not in OFF:
+        return "random" if name == "seed" else ("(required)" if name == "input" else json.dumps(value))
+    users = [m for m in MODES if name in MODE_DEFAULTS[m]]
+    where = [m for m in APPLIES_IN[name] if m not in users]
+    text = f"{value!r} in {' and '.join(users)}; " if users else ""
+    off = f"off ({OFF[name]!r})"
+    if where:
+        text += f"{off} in {', '.join(where)} unless given" if users else f"{off} unless given"
+    return text.rstrip("; ")
+
+
+def _describe(name: str, default: Any) -> str:
+    p = PARAMETERS[name]
+    alias = f" Alias: {p.alias}." if p.alias else ""
+    return f"{p.meaning} Allowed: {p.allowed}. Default: {_default_text(name, default)}.{alias}"
 
 
 class InvalidParameterError(ValueError):
@@ -129,26 +195,21 @@ class GenerationParams(BaseModel):
 
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False)
 
-    input: str | list[str] | None = Field(None, description="Prompt text, or a list of prompts. Alias: prefix.")
-    max_length: int = Field(100, ge=1, description="Number of tokens to generate (not counting the prompt). "
-                                                   "Alias: length.")
-    num_return_sequences: int = Field(3, ge=1, description="Texts returned per prompt. Alias: nsamples.")
-    mode: Mode = Field("sample-top-p", description="Decoding strategy.")
-    top_p: float = Field(0.92, gt=0, le=1, description="Nucleus sampling: keep the smallest set of likeliest "
-                                                       "tokens whose probability adds up to top_p. Alias: p.")
-    top_k: int = Field(50, ge=0, description="Keep the k likeliest tokens; 0 = off. Alias: k.")
-    temperature: float = Field(0.7, gt=0, description="Divide the logits by this before sampling.")
-    num_beams: int = Field(5, ge=1, description="Beams kept by beam search.")
-    no_repeat_ngram_size: int = Field(2, ge=0, description="No n-gram of this size appears twice; 0 = off.")
-    repetition_penalty: float = Field(1.0, gt=0, description="Penalise tokens already present; 1.0 = off.")
-    seed: int | None = Field(None, ge=-1, le=MAX_SEED, description="Random seed; null or -1 = random.")
-    truncate: str | None = Field(None, min_length=1, description="Cut each text at the first occurrence of this "
-                                                                 "string (e.g. '<|endoftext|>').")
-    include_prefix: bool = Field(True, description="Whether the returned texts start with the prompt.")
-    batch_size: int | None = Field(None, ge=1, description="At most this many texts per batched model call; "
-                                                           "null = all in one call.")
-    fit_context: bool = Field(False, description="If prompt + max_length exceed the model's context, drop the "
-                                                 "oldest prompt tokens instead of raising an error.")
+    input: str | list[str] | None = Field(None, description=_describe("input", None))
+    max_length: int = Field(100, ge=1, le=MAX_INT, description=_describe("max_length", 100))
+    num_return_sequences: int = Field(3, ge=1, le=MAX_INT, description=_describe("num_return_sequences", 3))
+    mode: Mode = Field("sample-top-p", description=_describe("mode", "sample-top-p"))
+    top_p: float = Field(0.92, gt=0, le=1, description=_describe("top_p", 0.92))
+    top_k: int = Field(50, ge=0, le=MAX_INT, description=_describe("top_k", 50))
+    temperature: float = Field(0.7, gt=0, description=_describe("temperature", 0.7))
+    num_beams: int = Field(5, ge=1, le=MAX_INT, description=_describe("num_beams", 5))
+    no_repeat_ngram_size: int = Field(2, ge=0, le=MAX_INT, description=_describe("no_repeat_ngram_size", 2))
+    repetition_penalty: float = Field(1.0, gt=0, description=_describe("repetition_penalty", 1.0))
+    seed: int | None = Field(None, ge=-1, le=MAX_SEED, description=_describe("seed", None))
+    truncate: str | None = Field(None, min_length=1, description=_describe("truncate", None))
+    include_prefix: bool = Field(True, description=_describe("include_prefix", True))
+    batch_size: int | None = Field(None, ge=1, le=MAX_INT, description=_describe("batch_size", None))
+    fit_context: bool = Field(False, description=_describe("fit_context", False))
 
     # ---- construction -------------------------------------------------------------------------------------
     @model_validator(mode="before")
@@ -204,23 +265,33 @@ class GenerationParams(BaseModel):
             return []
         return [self.input] if isinstance(self.input, str) else list(self.input)
 
+    def applied(self, name: str) -> bool:
+        """Whether this mode applies ``name``: set explicitly where it has a meaning, or in the mode's row."""
+        return applies(self.mode, name) and (name in self.model_fields_set or name in MODE_DEFAULTS[self.mode]
+                                             or name not in OFF)
+
+    def value(self, name: str):
+        """The value decoding applies for ``name``: the given or default value where the mode applies it, else
+        the value that turns it off (temperature 1.0, top_k 0, top_p 1.0, ...)."""
+        if name in OFF and not self.applied(name):
+            return OFF[name]
+        return getattr(self, name)
+
     def used(self) -> set[str]:
-        """The parameters this mode uses."""
-        return set(COMMON_PARAMETERS | MODE_PARAMETERS[self.mode])
+        """The parameters this request applies: the common ones that mean something in this mode, the mode's
+        row, and whatever else was set explicitly where it has a meaning."""
+        return {name for name in type(self).model_fields if self.applied(name)}
 
     def ignored(self) -> list[str]:
-        """Parameters that were set explicitly but that this mode does not use."""
-        return sorted(f for f in self.model_fields_set if f in MODE_SPECIFIC and f not in MODE_PARAMETERS[self.mode])
+        """Parameters that were set explicitly but have no meaning in this mode."""
+        return sorted(f for f in self.model_fields_set if not applies(self.mode, f))
 
     def ignored_message(self) -> str | None:
         """A sentence saying which parameters the mode ignores and which modes would use them, or None."""
         ignored = self.ignored()
         if not ignored:
             return None
-        parts = []
-        for name in ignored:
-            users = [m for m in MODES if name in MODE_PARAMETERS[m]]
-            parts.append(f"{name} (used by mode {' / '.join(users)})")
+        parts = [f"{name} (applies in mode {' / '.join(APPLIES_IN[name])})" for name in ignored]
         return f"mode {self.mode!r} ignores " + ", ".join(parts)
 
     def random_seed(self) -> bool:
@@ -234,23 +305,22 @@ class GenerationParams(BaseModel):
         return self.model_copy(update={"seed": seed})
 
     def settings(self) -> DecodingSettings:
-        """The effective decoding settings: each mode's cut-offs only, everything else off."""
-        sampling = self.mode in SAMPLING_MODES
+        """The effective decoding settings: the mode's row, what was set where it has a meaning, the rest off."""
         return DecodingSettings(
-            strategy="sample" if sampling else self.mode,
+            strategy="sample" if self.mode in SAMPLING_MODES else self.mode,
             max_new_tokens=self.max_length,
-            num_return_sequences=1 if self.mode == "greedy" else self.num_return_sequences,
-            temperature=self.temperature if sampling else 1.0,
-            top_k=self.top_k if self.mode == "sample-top-k" else 0,
-            top_p=self.top_p if self.mode == "sample-top-p" else 1.0,
-            num_beams=self.num_beams if self.mode == "beam" else 1,
-            repetition_penalty=self.repetition_penalty,
-            no_repeat_ngram_size=self.no_repeat_ngram_size,
+            num_return_sequences=self.value("num_return_sequences") if self.applied("num_return_sequences") else 1,
+            temperature=self.value("temperature"),
+            top_k=self.value("top_k"),
+            top_p=self.value("top_p"),
+            num_beams=self.value("num_beams"),
+            repetition_penalty=self.value("repetition_penalty"),
+            no_repeat_ngram_size=self.value("no_repeat_ngram_size"),
         )
 
     def public_dict(self) -> dict:
-        """Every parameter this mode uses, with its value (defaults included): what a result file records
-        so the run can be repeated exactly. Parameters the mode ignores are left out."""
+        """Every parameter this request applies, with its value (defaults included): what a result file records
+        so the run can be repeated exactly. Parameters the mode ignores or leaves off are left out."""
         used = self.used()
         return {k: v for k, v in self.model_dump().items() if k in used}
 
@@ -373,12 +443,49 @@ def _problem(e: dict, value: Any) -> str | None:
 
 
 def mode_table() -> list[dict]:
-    """Which parameters each mode uses (for docs and notebooks): one row per mode."""
+    """Each mode's parameters (for docs and notebooks): one row per mode, one column per decoding parameter,
+    saying its default where the mode uses it, "if given" where it applies only when set, else "ignored"."""
     rows = []
     for mode in MODES:
-        used = MODE_PARAMETERS[mode]
-        rows.append({"mode": mode, **{name: ("used" if name in used else "ignored") for name in sorted(MODE_SPECIFIC)}})
+        row = {"mode": mode}
+        for name in APPLIES_IN:
+            if name in MODE_DEFAULTS[mode]:
+                row[name] = MODE_DEFAULTS[mode][name]
+            elif name in ("seed", "num_return_sequences") and applies(mode, name):
+                row[name] = "random" if name == "seed" else GenerationParams.model_fields[name].default
+            else:
+                row[name] = "if given" if applies(mode, name) else "ignored"
+        rows.append(row)
     return rows
+
+
+def mode_table_markdown() -> str:
+    """The published API's mode table, as Markdown (the README and the endpoint docs show it)."""
+    lines = ["| mode | parameters it uses | defaults | also applies when given |", "|---|---|---|---|"]
+    for mode in MODES:
+        row = MODE_DEFAULTS[mode]
+        extra = [n for n in OFF if applies(mode, n) and n not in row]
+        label = f"{mode} (the default mode)" if mode == GenerationParams.model_fields["mode"].default else mode
+        lines.append(f"| {label} | {', '.join(row) or 'none'} | {', '.join(repr(v) for v in row.values())} | "
+                     f"{', '.join(extra) or 'none'} |")
+    common = ["input", "max_length", "num_return_sequences", "seed"]
+    lines.append("")
+    lines.append(f"and {', '.join(f'`{n}`' for n in common)} in every mode (defaults: max_length "
+                 f"{GenerationParams.model_fields['max_length'].default}, num_return_sequences "
+                 f"{GenerationParams.model_fields['num_return_sequences'].default}, seed random). Greedy and beam "
+                 "search draw nothing, so they ignore seed; greedy returns one text per prompt. Anything else a "
+                 "mode does not use is ignored and reported.")
+    return "\n".join(lines)
+
+
+def parameter_table_markdown() -> str:
+    """Every parameter: alias, allowed values, default, meaning, as Markdown (README, endpoint docs)."""
+    lines = ["| parameter | alias | allowed | default | meaning |", "|---|---|---|---|---|"]
+    for name, p in PARAMETERS.items():
+        default = _default_text(name, GenerationParams.model_fields[name].default)
+        cells = [f"`{name}`", p.alias and f"`{p.alias}`", p.allowed, default, p.meaning]
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    return "\n".join(lines)
 
 
 def check_context(prompt_lengths: list[int], params: GenerationParams, context_length: int) -> int:

@@ -7,7 +7,8 @@ server runs there unchanged: the platform sends health checks to ``GET /ping`` a
 * ``GET /ping`` -> ``{"status": "ok", "model": ...}`` once the model is loaded.
 * ``POST /invocations`` with a JSON object of generation parameters (:mod:`gpt2lab.generation.params`: ``input``,
   ``max_length``, ``num_return_sequences``, ``mode``, ``top_p``, ``top_k``, ``temperature``,
-  ``num_beams``, ``no_repeat_ngram_size``, ``repetition_penalty``, ``seed``, aliases ``length``/``k``/``p``)
+  ``num_beams``, ``no_repeat_ngram_size``, ``repetition_penalty``, ``seed``, aliases ``length``/``k``/``p``;
+  each mode applies its row of the published API's table, see ``mode_table_markdown()``)
   -> a JSON list of generated strings, prompt included (one list per prompt if ``input`` is a list).
   Response headers: ``X-Gpt2lab-Seed`` (the seed used by sampling modes) and ``X-Gpt2lab-Ignored``
   (parameters the mode ignored).
@@ -45,7 +46,12 @@ from dataclasses import dataclass
 from starlette.requests import Request  # at module level: FastAPI reads the endpoint's annotations from here
 
 from gpt2lab.generation import pipeline as generation
-from gpt2lab.generation.params import GenerationParams, InvalidParameterError
+from gpt2lab.generation.params import (
+    GenerationParams,
+    InvalidParameterError,
+    mode_table_markdown,
+    parameter_table_markdown,
+)
 
 __all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "LOOPBACK_HOSTS", "ServerLimits", "RequestError", "check_limits",
            "parse_body", "create_app", "read_limited", "BackgroundServer", "serve_in_background"]
@@ -140,7 +146,9 @@ def create_app(lm, limits: ServerLimits | None = None):
     app = FastAPI(title="gpt2lab generation endpoint", version="1", lifespan=lifespan,
                   description="Text generation with a GPT-2 style model. `POST /invocations` takes the generation "
                               "parameters as a JSON object and returns a JSON list of texts; `GET /ping` is the "
-                              "health check. Same contract as managed inference containers (port 8080).")
+                              "health check. Same contract as managed inference containers (port 8080).\n\n"
+                              "## Modes\n\n" + mode_table_markdown() + "\n\n## Parameters\n\n"
+                              + parameter_table_markdown())
     app.state.lm = lm
     app.state.limits = limits
     app.state.served = 0

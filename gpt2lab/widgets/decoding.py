@@ -13,7 +13,7 @@ import torch
 
 from gpt2lab.generation import decoding
 from gpt2lab.generation import pipeline as generation
-from gpt2lab.generation.params import MODE_PARAMETERS, MODES, GenerationParams, InvalidParameterError
+from gpt2lab.generation.params import MODE_PARAMETERS, MODES, GenerationParams, InvalidParameterError, applies
 
 __all__ = ["distribution_html", "summary_text", "distribution_figure", "decoding_explorer"]
 
@@ -23,8 +23,8 @@ _SLIDER_PARAM = {"temperature": "temperature", "top_k": "top_k", "top_p": "top_p
 
 def _settings_for(mode: str, temperature: float, top_k: int, top_p: float) -> dict:
     """The transforms the mode applies to the next-token distribution (as in GenerationParams.settings)."""
-    params = GenerationParams.build(mode=mode, temperature=temperature, top_k=top_k, top_p=top_p,
-                                    no_repeat_ngram_size=0)
+    chosen = {"temperature": temperature, "top_k": top_k, "top_p": top_p}
+    params = GenerationParams.build(mode=mode, **{k: v for k, v in chosen.items() if k in MODE_PARAMETERS[mode]})
     s = params.settings()
     return dict(sampling=s.strategy == "sample", temperature=s.temperature, top_k=s.top_k, top_p=s.top_p)
 
@@ -155,7 +155,7 @@ def decoding_explorer(lm, prompt: str = "ROMEO:\n", *, top_n: int = 15, sample_t
         used = MODE_PARAMETERS[mode]
         for name, param in _SLIDER_PARAM.items():
             controls[name].disabled = param not in used
-        controls["seed"].disabled = "seed" not in used
+        controls["seed"].disabled = not applies(mode, "seed")
         text = controls["prompt"].value
         if not text:
             summary.value = "<b class='gpt2lab-summary'>type a prompt first</b>"
@@ -197,7 +197,9 @@ def _samples_html(lm, text, mode, temperature, top_k, top_p, num_beams, seed, sa
     n = min(n_samples, num_beams) if mode == "beam" else n_samples
     chosen = {"temperature": temperature, "top_k": top_k, "top_p": top_p, "num_beams": max(num_beams, n),
               "num_return_sequences": n, "seed": seed if seed >= 0 else None}
-    used = {k: v for k, v in chosen.items() if k in MODE_PARAMETERS[mode]}  # pass only what the mode uses
+    # the sliders of the mode's row, and the count and seed where they mean something
+    used = {k: v for k, v in chosen.items()
+            if k in MODE_PARAMETERS[mode] or (k in ("num_return_sequences", "seed") and applies(mode, k))}
     try:
         texts = generation.generate(lm, text, mode=mode, max_length=sample_tokens, include_prefix=False,
                                     fit_context=True, no_repeat_ngram_size=0, **used)

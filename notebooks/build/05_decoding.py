@@ -308,8 +308,22 @@ nb.md("""
 
 `gpt2lab.generate(lm, prompt, **params)` is a thin, validated layer over `model.generate`. Its
 parameters are one definition (`gpt2lab.GenerationParams`) shared with the command line
-(`gpt2lab generate`), the batch job and the HTTP endpoint (notebook 09). Each **mode** uses only some
-parameters; a parameter the mode does not use is ignored *and reported*, never silently applied:
+(`gpt2lab generate`), the batch job and the HTTP endpoint (notebook 09). They follow the published GPT-2
+model-package API: each **mode** uses the parameters of its row, with these defaults, and nothing else.
+""")
+
+nb.code("""
+from IPython.display import Markdown
+
+Markdown(params.mode_table_markdown())
+""")
+
+nb.md("""
+A parameter you set yourself applies wherever it has a meaning: temperature, top_k and top_p in every
+sampling mode, repetition_penalty and no_repeat_ngram_size in every mode. One without a meaning in the
+chosen mode (a temperature for greedy, num_beams outside beam search) is ignored *and reported*, never
+silently applied. Per mode and parameter: the default where the mode uses it, "if given" where it applies
+only when you set it:
 """)
 
 nb.code("""
@@ -323,10 +337,17 @@ with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     texts = gpt2lab.generate(lm, prompt, mode="greedy", temperature=0.3, max_length=20)
 print(texts.ignored, "|", caught[0].message if caught else "")
-for mode, extra in {"sample-top-p": {"top_p": 0.9, "seed": 1}, "sample-top-k": {"top_k": 20, "seed": 1},
-                    "beam": {"num_beams": 4}}.items():
-    out = gpt2lab.generate(lm, prompt, mode=mode, max_length=20, num_return_sequences=2, include_prefix=False, **extra)
-    print(f"{mode:13s}", [t.replace("\\n", " / ") for t in out])
+# greedy with nothing else is transformers' greedy search
+ids = lm.encode(prompt)
+reference = lm.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=20, do_sample=False)
+same = texts[0] == prompt + lm.tokenizer.decode(reference[0, ids.shape[1]:], skip_special_tokens=True)
+print("greedy == model.generate greedy:", same)
+assert same
+for mode, extra in {"sample-top-p": {"seed": 1}, "sample-top-p, T=0.8": {"temperature": 0.8, "seed": 1},
+                    "sample-top-k": {"top_k": 20, "seed": 1}, "beam": {"num_beams": 4}}.items():
+    out = gpt2lab.generate(lm, prompt, mode=mode.split(",")[0], max_length=20, num_return_sequences=2,
+                           include_prefix=False, **extra)
+    print(f"{mode:19s}", [t.replace("\\n", " / ") for t in out])
 """)
 
 nb.md("""

@@ -16,7 +16,9 @@ sample from GPT-2 and to the output of the small embedded model.
 * **Perplexity** of a text, optionally conditioned on the prompt it continues.
 
 Word tokens for the repetition metrics are lower-cased words (punctuation dropped) produced by a
-regular expression, so nothing here needs NLTK's ``punkt`` data.
+regular expression, so nothing here needs NLTK's ``punkt`` data. Words are runs of whole grapheme clusters
+(:mod:`gpt2lab.graphemes`) and texts are compared in NFC, so "café" counts as one word whether its accent
+is one code point or a combining mark, and an emoji sequence is one symbol.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from gpt2lab import graphemes
 from gpt2lab.tokens import bos_id
 
 __all__ = ["POS_CATEGORIES", "PENN_TO_CATEGORY", "ARCHAIC_TAGS", "tokenize", "words", "pos_tags",
@@ -53,13 +56,13 @@ PENN_TO_CATEGORY: dict[str, str] = {
 }
 
 # A word: letters/digits, optionally joined by inner apostrophes or hyphens ("self-substantial",
-# "feed'st"); anything else that is not a space is one punctuation token.
-_TOKEN = re.compile(r"\w+(?:[-'’]\w+)*|[^\w\s]")
+# "feed'st"); anything else that is not a space is one punctuation token. Both in whole grapheme clusters.
+_TOKEN = graphemes.compile_pattern(f"{graphemes.WORD}|{graphemes.SYMBOL}")
 # Penn-style clitics split off so the tagger sees the tokens it was trained on ("beauty's" ->
 # "beauty" "'s", "don't" -> "do" "n't"). Archaic endings like "feed'st" stay whole.
 _CLITIC = re.compile(r"(?i)^(.+?)(n't|'s|'re|'ve|'ll|'d|'m)$")
-_WORDLIKE = re.compile(r"\w")
-_SYMBOL = re.compile(r"\w+(?:[-'’]\w+)*|[^\w\s]|\n")
+_WORDLIKE = graphemes.compile_pattern(r"\w")  # a token is a word when it starts with a word character
+_SYMBOL = graphemes.compile_pattern(f"{graphemes.WORD}|{graphemes.SYMBOL}|\n")
 
 # The tagger learnt English from 1980s newspapers and has never seen "thou" or "thy" (it calls
 # them nouns and verbs). These closed-class Early Modern English words get their Penn tag directly;
@@ -82,9 +85,9 @@ def tokenize(text: str) -> list[str]:
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
     out: list[str] = []
-    for token in _TOKEN.findall(text.replace("’", "'")):
+    for token in _TOKEN.findall(graphemes.nfc(text).replace("’", "'")):
         match = _CLITIC.match(token)
-        if match and _WORDLIKE.search(match.group(1)):
+        if match and _WORDLIKE.match(match.group(1)):
             out.extend([match.group(1), match.group(2)])
         else:
             out.append(token)
@@ -95,7 +98,7 @@ def words(text: str) -> list[str]:
     """Lower-cased words of ``text`` (punctuation dropped, apostrophes and hyphens kept inside words)."""
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
-    return [w.lower() for w in _TOKEN.findall(text.replace("’", "'")) if _WORDLIKE.search(w)]
+    return [w.lower() for w in _TOKEN.findall(graphemes.nfc(text).replace("’", "'")) if _WORDLIKE.match(w)]
 
 
 # ------------------------------------------------------------------ parts of speech
@@ -135,7 +138,7 @@ def pos_tags(text: str, archaic: bool = True) -> list[tuple[str, str, str]]:
         return []
     out = []
     for tok, tag in _tagger().tag(tokens):
-        if not _WORDLIKE.search(tok):
+        if not _WORDLIKE.match(tok):
             continue
         if archaic:
             tag = ARCHAIC_TAGS.get(tok.lower(), tag)
@@ -314,7 +317,7 @@ def symbols(text: str) -> list[str]:
     commas is caught too, not only one repeating words."""
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
-    return [t.lower() for t in _SYMBOL.findall(text.replace("’", "'"))]
+    return [t.lower() for t in _SYMBOL.findall(graphemes.nfc(text).replace("’", "'"))]
 
 
 def loop_tail(text) -> tuple[int, int]:

@@ -5,7 +5,9 @@ space belongs to the piece after it. Explanations are easier to read per word, s
 maps pieces to words:
 
 * a word is a run of letters/digits, optionally joined by an apostrophe or hyphen inside it
-  ("don't", "well-known", "John's"), or a run of one repeated punctuation mark ("," or "...");
+  ("don't", "well-known", "John's"), or a run of one repeated punctuation mark ("," or "..."), counted in
+  whole grapheme clusters (:mod:`gpt2lab.graphemes`): a letter with combining accents (NFC or NFD), an
+  emoji sequence joined by zero-width joiners, a flag, is one visible character and never split;
 * each piece belongs to the word(s) whose characters it covers; a piece that covers characters of
   two words (GPT-2 has pieces such as ")." ) joins them into one unit, because a piece cannot be
   split;
@@ -17,13 +19,14 @@ maps pieces to words:
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
+
+from gpt2lab import graphemes
 
 __all__ = ["Word", "WordSplit", "split_words", "split_tokens"]
 
-# A word: letters/digits with inner ' ’ or - joins; or a run of the same non-space symbol.
-_WORD_RE = re.compile(r"\w+(?:['’\-]\w+)*|([^\w\s])\1*")
+# A word: letters/digits with inner ' ’ or - joins; or a run of the same non-space symbol (whole clusters).
+_WORD_RE = graphemes.compile_pattern(f"{graphemes.WORD}|{graphemes.SYMBOL_RUN}")
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,13 @@ import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
+from gpt2lab import graphemes
+
 __all__ = ["WORD_RE", "LEVELS", "DEFAULT_THRESHOLD", "PASSAGE_CHARS", "NoveltyReport", "NoveltyIndex",
            "novelty"]
 
-WORD_RE = re.compile(r"\w+|[^\w\s]")
+# a word (letters/digits) or one punctuation mark or emoji, in whole grapheme clusters (gpt2lab.graphemes)
+WORD_RE = graphemes.compile_pattern(f"{graphemes.WORD_CHAR}+|{graphemes.SYMBOL}")
 LEVELS = ("word", "token")
 DEFAULT_THRESHOLD = 0.1  # more than this fraction of copied n-grams is flagged as memorisation
 PASSAGE_CHARS = 2000  # longer training texts are split into paragraphs to name a nearest passage
@@ -141,7 +144,7 @@ class NoveltyIndex:
         """(units, function mapping a unit span to its text)."""
         if self.level == "word":
             matches = list(WORD_RE.finditer(text))
-            units = tuple(m.group() for m in matches)
+            units = tuple(graphemes.nfc(m.group()) for m in matches)  # NFC: "café" matches however it is written
             return units, lambda a, b: text[matches[a].start(): matches[b - 1].end()] if b > a else ""
         ids = tuple(self.tokenizer(text, add_special_tokens=False)["input_ids"])
         return ids, lambda a, b: self.tokenizer.decode(list(ids[a:b]))

@@ -16,6 +16,7 @@ from transformers.generation.logits_process import (
 import gpt2lab
 from gpt2lab.generation import decoding
 from gpt2lab.generation import pipeline as generation
+from gpt2lab.generation.params import GenerationError, InvalidParameterError
 from gpt2lab.tokens import left_pad
 
 
@@ -180,21 +181,26 @@ def test_beam_search_matches_generate(any_lm):
 
 
 def test_sampling_draws_from_identical_distributions(any_lm):
-    """Same seed -> same trajectory, and at every step the filtered scores are identical."""
-    ids, mask = _batch(any_lm, PROMPTS[:2])
+    """Same seed -> same trajectory, and at every step the filtered scores are identical. With transforms that
+    read the history, transformers reads a padded batch's padding as text, so those compare one prompt at a
+    time (see test_a_list_of_prompts_gives_each_prompt_what_it_gives_alone)."""
     n = _steps(any_lm, 12, 5)
     for settings in [dict(temperature=0.7, top_p=0.92, top_k=0), dict(temperature=1.3, top_k=7),
                      dict(top_k=0, repetition_penalty=1.5, no_repeat_ngram_size=1)]:
-        with generation.seeded(11, any_lm.device):
-            expected = any_lm.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=n, do_sample=True,
-                                             num_return_sequences=2, output_scores=True,
-                                             return_dict_in_generate=True, **settings)
-        ours = decoding.sample(any_lm, (ids, mask), n, num_return_sequences=2, seed=11, keep_scores=True, **settings)
-        assert torch.equal(ours.sequences, expected.sequences), settings
-        assert len(ours.scores) == len(expected.scores)
-        for step, (a, b) in enumerate(zip(ours.scores, expected.scores)):
-            assert torch.equal(a, b), (settings, step)
-            assert torch.equal(torch.softmax(a, -1), torch.softmax(b, -1))
+        history = "repetition_penalty" in settings
+        for prompts in ([[p] for p in PROMPTS[:2]] if history else [PROMPTS[:2]]):
+            ids, mask = _batch(any_lm, prompts)
+            with generation.seeded(11, any_lm.device):
+                expected = any_lm.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=n, do_sample=True,
+                                                 num_return_sequences=2, output_scores=True,
+                                                 return_dict_in_generate=True, **settings)
+            ours = decoding.sample(any_lm, (ids, mask), n, num_return_sequences=2, seed=11, keep_scores=True,
+                                   **settings)
+            assert torch.equal(ours.sequences, expected.sequences), settings
+            assert len(ours.scores) == len(expected.scores)
+            for step, (a, b) in enumerate(zip(ours.scores, expected.scores)):
+                assert torch.equal(a, b), (settings, step)
+                assert torch.equal(torch.softmax(a, -1), torch.softmax(b, -1))
 
 
 def test_end_of_text_handling_matches_generate(tiny_lm):
@@ -312,7 +318,7 @@ def test_next_token_distribution(tiny_lm):
     (lambda lm: decoding.greedy(lm, []), "non-empty"),
     (lambda lm: decoding.greedy(lm, "hi", 0), "max_new_tokens"),
     (lambda lm: decoding.greedy(lm, "hi", 64), "context"),
-    (lambda lm: decoding.sample(lm, "hi", temperature=0), "temperature"),
+    (lambda lm: decoding.sample(lm, "hi", temperature=0), "temperature=0 is not allowed"),
     (lambda lm: decoding.beam_search(lm, "hi", num_beams=2, num_return_sequences=3), "num_return_sequences"),
 ])
 def test_bad_input_raises_clear_errors(tiny_lm, call, message):
@@ -343,3 +349,145 @@ def test_decoding_explorer_reacts_to_its_controls(embedded_lm):
     assert samples.value.count("<li>") == 1
     box.controls["prompt"].value = ""
     assert "type a prompt" in summary.value
+
+
+# ------------------------------------------------------------------ batch padding never reaches the history
+@contextlib.contextmanager
+def _newline_is_end_and_padding(lm):
+    """A model whose end-of-text and padding id is a frequent token (newline), as when pad = eos = a token the
+    text uses: padding read as history then visibly changes what a short prompt generates."""
+    newline = lm.tokenizer("\n", add_special_tokens=False)["input_ids"][0]
+    config = lm.model.generation_config
+    before = config.eos_token_id, config.pad_token_id
+    config.eos_token_id = config.pad_token_id = newline
+    try:
+        yield newline
+    finally:
+        config.eos_token_id, config.pad_token_id = before
+
+
+HISTORY_SETTINGS = [dict(no_repeat_ngram_size=1), dict(no_repeat_ngram_size=2), dict(repetition_penalty=1.5),
+                    dict(repetition_penalty=0.5, no_repeat_ngram_size=3)]
+# every mode, sampling made deterministic (a single candidate) so that "exactly what it gives alone" is testable
+MODES_FOR_PADDING = [("greedy", {}), ("beam", {"num_beams": 3, "num_return_sequences": 2}),
+                     ("sample-top-k", {"top_k": 1, "seed": 0, "num_return_sequences": 2}),
+                     ("sample-top-p", {"top_p": 1e-9, "seed": 0}), ("sample", {"temperature": 1e-35, "seed": 0})]
+PADDING_PROMPTS = ["ROMEO:", "JULIET:\nO Romeo, Romeo! wherefore art thou Romeo?", "KING"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", ["transformers", "from scratch"])
+def test_a_list_of_prompts_gives_each_prompt_what_it_gives_alone(embedded_lm, path):
+    generate = gpt2lab.generate if path == "transformers" else decoding.generate
+    with _newline_is_end_and_padding(embedded_lm):
+        for mode, extra in MODES_FOR_PADDING:
+            for history in HISTORY_SETTINGS:
+                batch = generate(embedded_lm, PADDING_PROMPTS, mode=mode, max_length=12, **extra, **history)
+                for prompt, texts in zip(PADDING_PROMPTS, batch):
+                    alone = generate(embedded_lm, prompt, mode=mode, max_length=12, **extra, **history)
+                    assert texts == list(alone), (mode, history, prompt)
+        # transformers' own processors read the padding: on the same padded batch it differs from the above
+        ids, mask = _batch(embedded_lm, PADDING_PROMPTS[:2])
+        leaky = embedded_lm.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=12, do_sample=False,
+                                           no_repeat_ngram_size=1)
+        ours = decoding.greedy(embedded_lm, (ids, mask), 12, no_repeat_ngram_size=1)
+        assert not torch.equal(leaky[0], ours.sequences[0])
+
+
+@pytest.mark.parametrize("mode, extra", MODES_FOR_PADDING, ids=[m for m, _ in MODES_FOR_PADDING])
+def test_parity_with_transformers_one_prompt_at_a_time(embedded_lm, mode, extra):
+    """The reference for the padded batch above: each prompt alone, through model.generate directly."""
+    history = dict(repetition_penalty=1.3, no_repeat_ngram_size=2)
+    settings = gpt2lab.GenerationParams.build(mode=mode, max_length=12, **extra, **history).settings()
+    with _newline_is_end_and_padding(embedded_lm):
+        for prompt in PADDING_PROMPTS:
+            ids = embedded_lm.encode(prompt)
+            with generation.seeded(0, embedded_lm.device):
+                direct = embedded_lm.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
+                                                    **settings.transformers_kwargs())
+            expected = [prompt + embedded_lm.tokenizer.decode(row[ids.shape[1]:]).split("\n")[0]
+                        for row in direct.tolist()]
+            for generate in (gpt2lab.generate, decoding.generate):
+                out = generate(embedded_lm, prompt, mode=mode, max_length=12, **extra, **history)
+                assert list(out) == expected, (generate.__module__, prompt)
+
+
+def test_padding_does_not_block_the_end_of_a_short_prompt(embedded_lm):
+    """The issue's example: in a batch the end-of-text logit of "ROMEO:" was -inf (its left padding, the
+    end-of-text id, counted as a generated 1-gram); alone it is -16.5."""
+    batch = decoding.greedy(embedded_lm, ["ROMEO:", "JULIET:\nO Romeo"], 1, no_repeat_ngram_size=1, keep_scores=True)
+    alone = decoding.greedy(embedded_lm, "ROMEO:", 1, no_repeat_ngram_size=1, keep_scores=True)
+    eos = generation.special_tokens(embedded_lm)[0][0]
+    assert float(alone.scores[0][0, eos]) == pytest.approx(-16.51, abs=0.01)
+    assert float(batch.scores[0][0, eos]) == pytest.approx(-16.51, abs=0.01)  # was -inf
+    assert torch.equal(torch.isinf(batch.scores[0][0]), torch.isinf(alone.scores[0][0]))
+    assert torch.allclose(batch.scores[0][0], alone.scores[0][0], atol=1e-4)
+    for n in (1, 2, 3):  # n-grams that start in the padding ban nothing; the rest as without padding
+        history = torch.tensor([[0, 0, 0, 5, 6, 5, 6, 5], [5, 6, 5, 6, 5, 6, 5, 6]])
+        padded = decoding.block_repeated_ngrams(torch.zeros(2, 10), history, n, ignore_before=torch.tensor([3, 0]))
+        assert torch.equal(padded[0], decoding.block_repeated_ngrams(torch.zeros(1, 10), history[:1, 3:], n)[0])
+        assert torch.equal(padded[1], decoding.block_repeated_ngrams(torch.zeros(1, 10), history[1:], n)[0])
+
+
+# ------------------------------------------------------------------ values that scale the logits, at their limits
+def test_temperature_limits_in_the_transform():
+    scores = torch.tensor([[3.0, 1.0, 3.0, -2.0], [0.5, -1.0, 2.0, 2.0]])
+    for tiny in (5e-324, 2e-38, 9.9e-31):  # T -> 0: only the highest score(s) stay, unchanged
+        limit = decoding.apply_temperature(scores, tiny)
+        assert torch.isfinite(limit).tolist() == [[True, False, True, False], [False, False, True, True]]
+        assert torch.equal(torch.softmax(limit, -1)[0], torch.tensor([0.5, 0.0, 0.5, 0.0]))
+    assert torch.equal(decoding.apply_temperature(scores, 1e-30), scores / 1e-30)  # the floor itself divides
+    blocked = scores.masked_fill(scores < 0, -float("inf"))
+    for huge in (1e30, 1e38, 1.7e308):  # T -> infinity: uniform over the allowed tokens, never nan
+        out = torch.softmax(decoding.apply_temperature(blocked, huge), -1)
+        assert not torch.isnan(out).any() and torch.equal(out[0], torch.tensor([0.5, 0.5, 0.5, 0.0]) * 2 / 3)
+
+
+@pytest.mark.parametrize("generate", [gpt2lab.generate, decoding.generate], ids=["transformers", "from scratch"])
+def test_logit_scaling_values_at_their_bounds(tiny_lm, generate):
+    prompt = "The sea"
+    greedy = list(generate(tiny_lm, prompt, mode="greedy", max_length=6))
+    for tiny in (5e-324, 2e-38, 1e-30):  # temperature -> 0 is greedy, however small
+        assert list(generate(tiny_lm, prompt, mode="sample", temperature=tiny, max_length=6, seed=1)) == greedy * 3
+    assert list(generate(tiny_lm, prompt, mode="sample-top-p", top_p=5e-324, max_length=6, seed=1)) == greedy * 3
+    hot = generate(tiny_lm, prompt, mode="sample", temperature=1e30, top_k=0, top_p=1.0, max_length=6, seed=4,
+                   no_repeat_ngram_size=1)
+    hotter = generate(tiny_lm, prompt, mode="sample", temperature=1.7e308, top_k=0, top_p=1.0, max_length=6, seed=4,
+                      no_repeat_ngram_size=1)
+    assert list(hot) == list(hotter)  # above the ceiling: the ceiling (uniform), no nan from the blocked tokens
+    assert list(generate(tiny_lm, prompt, top_k=2**63 - 1, max_length=6, seed=2)) == \
+        list(generate(tiny_lm, prompt, top_k=0, max_length=6, seed=2))
+    assert list(generate(tiny_lm, prompt, mode="greedy", no_repeat_ngram_size=2**63 - 1, max_length=6)) == greedy
+    ids = tiny_lm.encode(prompt)
+    for penalty in (0.01, 100.0):  # both ends of the penalty's range work, in greedy and sampling
+        direct = tiny_lm.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=6,
+                                        do_sample=False, repetition_penalty=penalty)
+        assert generate(tiny_lm, prompt, mode="greedy", repetition_penalty=penalty, max_length=6)[0] == \
+            prompt + tiny_lm.tokenizer.decode(direct[0, ids.shape[1]:])
+        assert len(generate(tiny_lm, prompt, mode="sample", repetition_penalty=penalty, max_length=6, seed=0)) == 3
+    for bad in (dict(repetition_penalty=0.0099), dict(repetition_penalty=100.01), dict(temperature=0.0),
+                dict(temperature=float("inf")), dict(top_p=0.0), dict(top_k=2**63)):
+        with pytest.raises(InvalidParameterError, match=next(iter(bad))):
+            generate(tiny_lm, prompt, mode="sample", max_length=6, **bad)
+
+
+def test_direct_decoder_calls_are_validated_by_the_same_definition(tiny_lm):
+    with pytest.raises(InvalidParameterError, match="0.01 <= repetition_penalty <= 100"):
+        decoding.greedy(tiny_lm, "hi", 2, repetition_penalty=1e-38)
+    with pytest.raises(InvalidParameterError, match="0 < top_p <= 1"):
+        decoding.sample(tiny_lm, "hi", 2, top_p=1.5)
+    assert decoding.sample(tiny_lm, "hi", 2, temperature=1e-38).sequences.shape == (1, 3)
+
+
+def test_sampling_with_every_token_blocked_says_why(gpt2_tokenizer):
+    from conftest import make_tiny_model
+
+    from gpt2lab import from_model
+
+    model = make_tiny_model(vocab_size=8)
+    model.generation_config.eos_token_id = model.config.eos_token_id = None
+    lm = from_model(model, gpt2_tokenizer, name="eight-token-model", device="cpu")
+    prompt = (torch.tensor([[0]]), None)
+    with pytest.raises(GenerationError, match=r"no next token can be drawn \(no_repeat_ngram_size=1 blocks every"):
+        decoding.sample(lm, prompt, 9, no_repeat_ngram_size=1, seed=0)
+    assert decoding.sample(lm, prompt, 7, no_repeat_ngram_size=1, seed=0).new_tokens.unique().numel() == 7

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 import gpt2lab
+from gpt2lab.generation import decoding
 from gpt2lab.generation import pipeline as generation
-from gpt2lab.generation.params import InvalidParameterError
+from gpt2lab.generation.params import GenerationError, InvalidParameterError
 
 
 @contextlib.contextmanager
@@ -222,3 +223,52 @@ def test_bad_python_api_input(tiny_lm, args, kwargs, error, words):
         gpt2lab.generate(tiny_lm, *args, **kwargs)
     assert words in str(info.value)
     assert isinstance(info.value, ValueError)
+
+
+# ------------------------------------------------------------------ failures while generating
+@pytest.mark.parametrize("error, words", [
+    (RuntimeError("probability tensor contains either `inf`, `nan` or element < 0"), "no next token could be drawn"),
+    (MemoryError(), "ran out of memory"),
+    (RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB"), "ran out of memory"),
+])
+def test_failures_while_generating_become_one_clear_error(tiny_lm, monkeypatch, error, words):
+    def failing(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(generation, "transformers_call", failing)
+    with pytest.raises(GenerationError) as info:
+        gpt2lab.generate(tiny_lm, "x", max_length=2)
+    assert words in str(info.value) and "\n" not in str(info.value)
+    assert isinstance(info.value, InvalidParameterError) and info.value.as_json()["fields"][0]["field"] == \
+        "(generation)"
+
+
+def test_other_failures_are_not_disguised(tiny_lm, monkeypatch):
+    def failing(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(generation, "transformers_call", failing)
+    with pytest.raises(RuntimeError, match="a bug"):
+        gpt2lab.generate(tiny_lm, "x", max_length=2)
+
+
+def test_fit_context_prints_no_indexing_errors_warning(embedded_lm, monkeypatch):
+    """gpt2lab cuts the prompt itself, so transformers' "will result in indexing errors" warning is wrong."""
+    from transformers import tokenization_utils_base
+
+    warned = []
+    monkeypatch.setattr(tokenization_utils_base.logger, "warning", lambda message, *a, **k: warned.append(message))
+    tokenizer = embedded_lm.tokenizer
+    long_prompt = "ROMEO: " * 60
+    n = len(tokenizer(long_prompt, verbose=False)["input_ids"])
+    assert n > 256 == embedded_lm.context_length
+    monkeypatch.setattr(tokenizer, "deprecation_warnings", {})  # the warning is printed once per tokenizer
+    out = gpt2lab.generate(embedded_lm, long_prompt, mode="greedy", max_length=1, fit_context=True)
+    assert out.dropped_prompt_tokens == [n + 1 - 256]
+    with pytest.raises(InvalidParameterError, match=f"shorten the prompt by {n - 255} tokens or pass fit_context"):
+        gpt2lab.generate(embedded_lm, long_prompt, mode="greedy", max_length=1)
+    with pytest.raises(ValueError, match="exceeds the model's context"):
+        decoding.greedy(embedded_lm, long_prompt, 1)
+    assert warned == []
+    tokenizer(long_prompt)  # the warning this test would see
+    assert len(warned) == 1 and "indexing errors" in warned[0]

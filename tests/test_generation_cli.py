@@ -146,3 +146,70 @@ def test_batch_command_end_to_end(tiny_dir, tmp_path, capsys):
     assert len(_read(results)) == 3
     assert cli.main(["batch", str(tmp_path / "missing.jsonl"), str(results)]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--temperature", "inf"], "temperature=inf is not allowed (not a finite number)"),
+    (["--temperature", "nan"], "temperature=nan is not allowed (not a finite number)"),
+    (["--top-p=-inf"], "top_p=-inf is not allowed (not a finite number)"),
+    (["--repetition-penalty", "1e309"], "repetition_penalty=inf is not allowed"),
+    (["--repetition-penalty", "0.001"], "0.01 <= repetition_penalty <= 100"),
+    (["--seed", str(2**63)], "seed=9223372036854775808 is not allowed"),
+])
+def test_generate_command_refuses_non_finite_and_out_of_range_numbers(capsys, argv, words):
+    assert cli.main(["generate", "Hello", *argv]) == 2  # refused before any model is loaded
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("gpt2lab generate: error:") and words in err[0]
+
+
+def test_an_error_while_generating_is_one_line_not_a_traceback(tiny_dir, capsys, monkeypatch):
+    from gpt2lab.generation import pipeline
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("probability tensor contains either `inf`, `nan` or element < 0")
+
+    monkeypatch.setattr(pipeline, "transformers_call", failing)
+    assert cli.main(["generate", "Hello", "--model", tiny_dir, "--device", "cpu", "--max-length", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("gpt2lab generate: error: generation failed: no next token could be drawn")
+    assert "Traceback" not in "\n".join(err)
+
+
+NON_FINITE_LINES = [
+    '{"input": "x", "top_k": 1e309}',
+    '{"input": "x", "temperature": NaN}',
+    '{"input": "x", "temperature": -Infinity}',
+    '{"input": "x", "colour": Infinity}',
+    '{"input": ["ok", 1e999]}',
+    '{"input": "x", "repetition_penalty": 1000}',
+]
+
+
+def test_batch_records_for_non_finite_numbers_are_valid_json(tiny_lm, tmp_path):
+    requests, results = tmp_path / "requests.jsonl", tmp_path / "results.jsonl"
+    _write(requests, NON_FINITE_LINES)
+    assert batch.run_batch(tiny_lm, requests, results, progress=False)["errors"] == len(NON_FINITE_LINES)
+
+    def refuse(constant):
+        raise AssertionError(f"{constant} is not JSON")
+
+    records = [json.loads(line, parse_constant=refuse) for line in results.read_text().splitlines()]
+    assert [r["fields"][0]["field"] for r in records] == ["top_k", "temperature", "temperature", "colour", "input",
+                                                          "repetition_penalty"]
+    assert [r["fields"][0]["value"] for r in records][:4] == ["inf", "nan", "-inf", "inf"]
+    assert "not a finite number" in records[1]["error"] and "0.01 <= repetition_penalty" in records[5]["error"]
+
+
+def test_batch_reports_a_failure_while_generating_as_an_error_record(tiny_lm, tmp_path, monkeypatch):
+    from gpt2lab.generation import pipeline
+
+    def failing(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(pipeline, "transformers_call", failing)
+    requests, results = tmp_path / "requests.jsonl", tmp_path / "results.jsonl"
+    _write(requests, ['{"input": "x", "max_length": 2}'])
+    batch.run_batch(tiny_lm, requests, results, progress=False)
+    record = _read(results)[0]
+    assert record["ok"] is False and "ran out of memory" in record["error"]
+    assert record["fields"][0]["field"] == "(generation)"

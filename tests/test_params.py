@@ -51,17 +51,17 @@ BAD = [
     ({"top_p": 1.01}, "top_p", "0 < top_p <= 1"),
     ({"top_p": -0.1}, "top_p", "0 < top_p <= 1"),
     ({"p": "0.9"}, "top_p", "wrong type str"),
-    ({"top_k": -1}, "top_k", ">= 0"),
+    ({"top_k": -1}, "top_k", "0 <= top_k < 2**63"),
     ({"top_k": 2.5}, "top_k", "wrong type float"),
     ({"k": 10.0}, "top_k", "wrong type float"),
     ({"top_k": None}, "top_k", "wrong type NoneType"),
-    ({"repetition_penalty": 0}, "repetition_penalty", "> 0"),
-    ({"repetition_penalty": -1.0}, "repetition_penalty", "> 0"),
-    ({"num_beams": 0}, "num_beams", ">= 1"),
-    ({"num_return_sequences": 0}, "num_return_sequences", ">= 1"),
-    ({"nsamples": -3}, "num_return_sequences", ">= 1"),
+    ({"repetition_penalty": 0}, "repetition_penalty", "0.01 <= repetition_penalty <= 100"),
+    ({"repetition_penalty": -1.0}, "repetition_penalty", "0.01 <= repetition_penalty <= 100"),
+    ({"num_beams": 0}, "num_beams", "1 <= num_beams"),
+    ({"num_return_sequences": 0}, "num_return_sequences", "1 <= num_return_sequences"),
+    ({"nsamples": -3}, "num_return_sequences", "1 <= num_return_sequences"),
     ({"mode": "beam", "num_beams": 2, "num_return_sequences": 3}, "num_return_sequences", "num_beams=2"),
-    ({"no_repeat_ngram_size": -1}, "no_repeat_ngram_size", ">= 0"),
+    ({"no_repeat_ngram_size": -1}, "no_repeat_ngram_size", "0 <= no_repeat_ngram_size"),
     ({"max_length": 0}, "max_length", ">= 1"),
     ({"length": -5}, "max_length", ">= 1"),
     ({"max_length": "100"}, "max_length", "wrong type str"),
@@ -79,11 +79,11 @@ BAD = [
     ({"input": {"text": "a"}}, "input", "wrong type dict"),
     ({"truncate": ""}, "truncate", "empty"),
     ({"include_prefix": "yes"}, "include_prefix", "true or false"),
-    ({"batch_size": 0}, "batch_size", ">= 1"),
+    ({"batch_size": 0}, "batch_size", "1 <= batch_size"),
     ({"fit_context": 1}, "fit_context", "true or false"),
     ({"tempreature": 0.5}, "tempreature", "did you mean 'temperature'"),
     ({"topk": 5}, "topk", "did you mean 'top_k'"),
-    ({"max_new_tokens": 5}, "max_new_tokens", "Known parameters"),
+    ({"max_new_tokens": 5}, "max_new_tokens", "; known parameters"),
     ({"p": 0.5, "top_p": 0.6}, "top_p", "two spellings"),
     ({"length": 5, "max_length": 6}, "max_length", "two spellings"),
     ({"prefix": "a", "input": "b"}, "input", "two spellings"),
@@ -245,3 +245,77 @@ def test_the_readme_shows_the_tables_of_this_module():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     assert P.mode_table_markdown() in readme
     assert P.parameter_table_markdown() in readme
+
+
+# Every numeric parameter, both sides of every bound of its documented range: (field, accepted, refused)
+BIG = 2**63
+BOUNDS = [
+    ("temperature", [5e-324, 1e-30, 1.0000001e-30, 0.7, 1, 1e30, 1.7e308], [0, 0.0, -5e-324, -1, float("inf"),
+                                                                            float("nan"), float("-inf")]),
+    ("top_p", [5e-324, 0.5, 1, 1.0], [0, -1e-9, 1.0000001, 2, float("nan"), float("inf")]),
+    ("top_k", [0, 1, BIG - 1], [-1, BIG, 10**400]),
+    ("repetition_penalty", [0.01, 0.0100001, 1, 99.99999, 100], [0.00999999, 0, 100.00001, 1e308, float("inf"),
+                                                                 float("nan")]),
+    ("no_repeat_ngram_size", [0, 1, BIG - 1], [-1, BIG]),
+    ("num_beams", [1, BIG - 1], [0, BIG]),
+    ("num_return_sequences", [1, BIG - 1], [0, BIG]),
+    ("max_length", [1, BIG - 1], [0, -44, BIG]),
+    ("seed", [None, -1, 0, BIG - 1], [-2, BIG]),
+    ("batch_size", [None, 1, BIG - 1], [0, BIG]),
+]
+
+
+@pytest.mark.parametrize("field, accepted, refused", BOUNDS, ids=[b[0] for b in BOUNDS])
+def test_both_sides_of_every_documented_bound(field, accepted, refused):
+    extra = {"mode": "beam", "num_beams": BIG - 1} if field == "num_return_sequences" else {}
+    for value in accepted:
+        assert getattr(GenerationParams.build(**extra, **{field: value}), field) == value
+    for value in refused:
+        with pytest.raises(InvalidParameterError) as info:
+            GenerationParams.build(**{field: value})
+        assert info.value.errors[0]["field"] == field and P.ALLOWED[field] in str(info.value)
+        body = json.dumps(info.value.as_json(), allow_nan=False)  # valid JSON whatever the value was
+        assert json.loads(body)["fields"][0]["field"] == field
+
+
+@pytest.mark.parametrize("value, shown", [(float("inf"), "'inf'"), (float("nan"), "'nan'"),
+                                          (float("-inf"), "'-inf'")])
+def test_non_finite_values_are_named_and_serialisable_in_every_field(value, shown):
+    for body in [{"temperature": value}, {"top_k": value}, {"seed": value}, {"colour": value},
+                 {"input": [value]}, {"input": "x", "max_length": value}]:
+        with pytest.raises(InvalidParameterError) as info:
+            GenerationParams.from_dict(body)
+        text = json.dumps(info.value.as_json(), allow_nan=False)
+        assert "not a finite number" in str(info.value) or "unknown parameter" in str(info.value) or \
+            "not a string" in str(info.value)
+        assert shown.strip("'") in text
+
+
+def test_jsonable():
+    assert P.jsonable({"a": [1, 2.5, float("inf"), None, True], 3: object}) == \
+        {"a": [1, 2.5, "inf", None, True], "3": repr(object)}
+
+
+def test_extreme_temperatures_map_to_their_limits_for_transformers():
+    sample = GenerationParams.build(mode="sample", temperature=1e-31, top_k=40).settings().transformers_kwargs()
+    assert (sample["temperature"], sample["top_k"]) == (1.0, 1)  # T -> 0: only the likeliest token(s)
+    sample = GenerationParams.build(mode="sample", temperature=1e-30, top_k=40).settings().transformers_kwargs()
+    assert (sample["temperature"], sample["top_k"]) == (1e-30, 40)  # at the floor: as given
+    hot = GenerationParams.build(mode="sample-top-p", temperature=1e300).settings().transformers_kwargs()
+    assert hot["temperature"] == P.TEMPERATURE_CEILING == 1e30
+    assert GenerationParams.build(mode="sample", temperature=1e30).settings().transformers_kwargs()["temperature"] \
+        == 1e30
+
+
+@pytest.mark.parametrize("longest, max_length, words, absent", [
+    (300, 1, "shorten the prompt by 45 tokens or pass fit_context=true to drop its oldest 45 tokens", "max_length to"),
+    (256, 1, "shorten the prompt by 1 token or pass fit_context=true to drop its oldest 1 token", "max_length to"),
+    (255, 2, "lower max_length to <= 1, shorten the prompt by 1 token or pass fit_context=true", "<= 0"),
+    (200, 100, "lower max_length to <= 56, shorten the prompt by 44 tokens", "<= -"),
+])
+def test_context_errors_suggest_only_possible_values(longest, max_length, words, absent):
+    with pytest.raises(InvalidParameterError) as info:
+        P.check_context([longest], GenerationParams.build(max_length=max_length), 256)
+    assert words in str(info.value) and absent not in str(info.value)
+    with pytest.raises(InvalidParameterError, match="max_length must be <= 255"):
+        P.check_context([1], GenerationParams.build(max_length=256), 256)

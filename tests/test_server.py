@@ -104,7 +104,7 @@ BAD_REQUESTS = [
     ({"input": "x", "num_return_sequences": 9}, 422, "at most 8"),
     ({"input": ["a"] * 3, "num_return_sequences": 3}, 422, "= 9 texts"),
     ({"input": "x", "mode": "beam", "num_beams": 7, "num_return_sequences": 1}, 422, "num_beams=7"),
-    ({"input": "x" * 5000}, 413, "larger than this server accepts"),
+    ({"input": "x" * 5000}, 413, "too large; this server accepts at most 4096 bytes"),
 ]
 
 
@@ -131,7 +131,7 @@ def test_oversized_chunked_body_without_content_length(endpoint):
         yield b'"}'
 
     r = requests.post(endpoint.url + "/invocations", data=chunks(), timeout=30)  # chunked transfer encoding
-    assert r.status_code == 413 and "larger than" in r.json()["error"]
+    assert r.status_code == 413 and "too large; this server accepts at most 4096 bytes" in r.json()["error"]
 
 
 def test_invalid_content_length_header(endpoint):
@@ -214,3 +214,135 @@ def test_serve_command_defaults_to_loopback_8080():
 def test_serve_command_rejects_a_bad_port(capsys):
     assert cli.main(["serve", "--port", "70000"]) == 2
     assert "not a valid port" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ what a web page could send
+GOOD_BODY = b'{"input": "ROMEO:", "max_length": 2, "mode": "greedy"}'
+
+
+def raw_request(endpoint, body: bytes = GOOD_BODY, headers: dict | None = None, path: str = "/invocations",
+                method: str = "POST", chunked: bool = False) -> tuple[int, dict]:
+    """Send the whole request (headers and body) before reading anything, as a simple client does, then
+    read the answer: (status, JSON body)."""
+    head = {"Host": f"127.0.0.1:{endpoint.port}", "Content-Type": "application/json"}
+    head.update(headers or {})
+    if chunked:
+        head["Transfer-Encoding"] = "chunked"
+        size = 64 * 1024
+        payload = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + size]), body[i:i + size])
+                           for i in range(0, len(body), size)) + b"0\r\n\r\n"
+    else:
+        head["Content-Length"] = str(len(body))
+        payload = body
+    lines = [f"{method} {path} HTTP/1.1"] + [f"{k}: {v}" for k, v in head.items() if v is not None]
+    with socket.create_connection((endpoint.host, endpoint.port), timeout=60) as sock:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + payload)
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        data = response.read()
+    return response.status, json.loads(data, parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "application/json; charset=utf-8",
+                                          "APPLICATION/JSON", "Application/Json ; Charset=UTF-8", "", None])
+def test_json_and_a_missing_content_type_are_accepted(endpoint, content_type):
+    status, body = raw_request(endpoint, headers={"Content-Type": content_type})
+    assert status == 200 and body[0].startswith("ROMEO:")
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "text/plain; charset=utf-8",
+                                          "application/x-www-form-urlencoded", "multipart/form-data; boundary=x",
+                                          "text/json", "application/jsonp", "application/json-patch+json"])
+def test_other_content_types_get_415(endpoint, content_type):
+    status, body = raw_request(endpoint, headers={"Content-Type": content_type})
+    assert status == 415
+    assert body["error"] == (f"Content-Type {content_type!r} is not accepted; send the JSON object with "
+                             "Content-Type: application/json (or without a Content-Type)")
+
+
+@pytest.mark.parametrize("host", ["localhost", "LOCALHOST:{port}", "127.0.0.1", "127.0.0.1:{port}", "127.1.2.3",
+                                  "[::1]:{port}", "[::1]", "app.localhost:{port}"])
+def test_loopback_host_names_are_answered(endpoint, host):
+    status, _ = raw_request(endpoint, headers={"Host": host.format(port=endpoint.port)})
+    assert status == 200
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:{port}", "127.0.0.1.nip.io:{port}",
+                                  "localhost.evil.example", "192.168.1.10:{port}", "[::2]:{port}", ""])
+def test_other_host_names_are_refused_dns_rebinding(endpoint, host, monkeypatch):
+    calls = []
+    monkeypatch.setattr(generation, "generate", lambda *a, **k: calls.append(1))
+    status, body = raw_request(endpoint, headers={"Host": host.format(port=endpoint.port)})
+    assert status == 403 and calls == []
+    assert "is not allowed" in body["error"] and "--allow-host" in body["error"]
+    assert raw_request(endpoint, b"", {"Host": host.format(port=endpoint.port)}, "/ping", "GET")[0] == 403
+
+
+def test_named_hosts_are_answered_too(tiny_lm):
+    with server.serve_in_background(tiny_lm, allowed_hosts=["my.box", "10.0.0.5"]) as running:
+        assert raw_request(running, headers={"Host": f"My.Box:{running.port}"})[0] == 200
+        assert raw_request(running, headers={"Host": "10.0.0.5"})[0] == 200
+        assert raw_request(running, headers={"Host": "localhost"})[0] == 200
+        assert raw_request(running, headers={"Host": "other.box"})[0] == 403
+    assert server.default_allowed_hosts("127.0.0.1") == () and server.default_allowed_hosts("::1") == ()
+    assert server.default_allowed_hosts("0.0.0.0") == ("*",)  # reachable from other machines: any name
+    assert server.default_allowed_hosts("0.0.0.0", ["a.b"]) == ("a.b",)
+    args = cli.build_parser().parse_args(["serve", "--allow-host", "a.b", "--allow-host", "c.d"])
+    assert args.allowed_hosts == ["a.b", "c.d"]
+
+
+# ------------------------------------------------------------------ numbers JSON cannot hold, out-of-range numbers
+@pytest.mark.parametrize("body, field", [
+    (b'{"input": "x", "top_k": 1e309}', "top_k"),
+    (b'{"input": "x", "temperature": Infinity}', "temperature"),
+    (b'{"input": "x", "temperature": NaN}', "temperature"),
+    (b'{"input": "x", "top_p": -Infinity}', "top_p"),
+    (b'{"input": "x", "seed": 1e999}', "seed"),
+    (b'{"input": ["a", NaN]}', "input"),
+    (b'{"input": "x", "NaN": NaN}', "NaN"),
+    (b'{"input": "x", "repetition_penalty": 1e-38}', "repetition_penalty"),
+    (b'{"input": "x", "top_k": 9223372036854775808}', "top_k"),
+    (b'{"input": "x", "temperature": 1e-400}', "temperature"),  # parses as 0.0
+])
+def test_non_finite_and_out_of_range_numbers_get_a_serialisable_422(endpoint, body, field):
+    status, answer = raw_request(endpoint, body)
+    assert status == 422 and answer["fields"][0]["field"] == field
+    assert field in answer["error"]
+
+
+def test_a_failure_while_generating_is_a_422_not_a_500(endpoint, monkeypatch):
+    def failing(*args, **kwargs):
+        raise RuntimeError("probability tensor contains either `inf`, `nan` or element < 0")
+
+    monkeypatch.setattr(generation, "transformers_call", failing)
+    status, answer = raw_request(endpoint)
+    assert status == 422 and answer["error"].startswith("generation failed: no next token could be drawn")
+
+
+def test_limit_errors_suggest_what_can_help(endpoint):
+    r = post(endpoint, {"input": ["a", "b", "c"], "num_return_sequences": 3})
+    assert r.status_code == 422 and r.json()["error"].endswith("lower num_return_sequences to <= 2")
+    r = post(endpoint, {"input": ["a"] * 9, "mode": "greedy"})  # no num_return_sequences can help greedy
+    assert r.status_code == 422 and r.json()["error"].endswith("send at most 8 prompts per request")
+
+
+# ------------------------------------------------------------------ oversized bodies get an answer
+@pytest.mark.parametrize("size, chunked", [(5 * 1024 * 1024, False), (3 * 4096, True), (5000, False)])
+def test_an_oversized_body_gets_a_413_the_client_can_read(endpoint, size, chunked):
+    body = b'{"input": "' + b"x" * size + b'"}'
+    status, answer = raw_request(endpoint, body, chunked=chunked)
+    assert status == 413
+    assert answer["error"].endswith("too large; this server accepts at most 4096 bytes (max_body_bytes)")
+    assert requests.get(endpoint.url + "/ping", timeout=10).status_code == 200  # and keeps serving
+
+
+def test_a_body_beyond_the_drain_limit_is_refused_at_once(endpoint):
+    """Larger than ServerLimits.drain_limit: answered from the Content-Length alone, before any body is sent
+    (a client that waits for '100 Continue', as curl does for large bodies, reads it cleanly)."""
+    size = endpoint.server.config.app.state.limits.drain_limit + 1
+    with socket.create_connection((endpoint.host, endpoint.port), timeout=30) as sock:
+        sock.sendall(f"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                     f"Content-Length: {size}\r\nExpect: 100-continue\r\n\r\n".encode())
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        assert response.status == 413 and f"of {size} bytes is too large" in json.loads(response.read())["error"]

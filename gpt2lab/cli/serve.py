@@ -3,7 +3,14 @@ from __future__ import annotations
 
 import sys
 
-from gpt2lab.serving.server import DEFAULT_HOST, DEFAULT_PORT, LOOPBACK_HOSTS, ServerLimits, create_app
+from gpt2lab.serving.server import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    ServerLimits,
+    create_app,
+    default_allowed_hosts,
+    is_loopback,
+)
 
 __all__ = ["register"]
 
@@ -20,6 +27,9 @@ def register(subparsers) -> None:
     p.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind (default: {DEFAULT_HOST}, loopback only; "
                                                         "0.0.0.0 inside a container)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default: {DEFAULT_PORT})")
+    p.add_argument("--allow-host", action="append", default=None, metavar="NAME", dest="allowed_hosts",
+                   help="answer requests whose Host header is NAME (repeatable; '*' = any). Default: loopback names "
+                        "only when bound to loopback (protection against DNS rebinding), any host otherwise")
     p.add_argument("--max-body-bytes", type=int, default=ServerLimits.max_body_bytes)
     p.add_argument("--max-texts", type=int, default=ServerLimits.max_texts,
                    help="most texts (prompts x num_return_sequences) one request may ask for")
@@ -39,11 +49,12 @@ def _serve_command(args) -> int:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     lm = load(args.model, device=args.device)
     limits = ServerLimits(max_body_bytes=args.max_body_bytes, max_texts=args.max_texts)
-    if args.host not in LOOPBACK_HOSTS:
+    if not is_loopback(args.host):
         print(f"gpt2lab serve: listening on {args.host}, reachable from other machines; there is no "
               "authentication", file=sys.stderr)
     print(f"gpt2lab serve: {lm.name} on http://{args.host}:{args.port} (POST /invocations, GET /ping, docs at "
           f"/docs)", file=sys.stderr, flush=True)
-    uvicorn.run(create_app(lm, limits), host=args.host, port=args.port, log_level=args.log_level)
+    app = create_app(lm, limits, allowed_hosts=default_allowed_hosts(args.host, args.allowed_hosts))
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0
 

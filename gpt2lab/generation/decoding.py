@@ -24,15 +24,22 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
+from transformers import LogitsProcessor, LogitsProcessorList
 
 from gpt2lab.generation import pipeline as generation
-from gpt2lab.generation.params import DecodingSettings
+from gpt2lab.generation.params import (
+    TEMPERATURE_CEILING,
+    TEMPERATURE_FLOOR,
+    DecodingSettings,
+    GenerationError,
+    GenerationParams,
+)
 from gpt2lab.tokens import left_pad
 
 __all__ = ["NEG_INF", "BEAM_BLOCKED", "apply_temperature", "top_k_filter", "top_p_filter",
-           "penalize_repetition", "block_repeated_ngrams", "Transform", "logit_transforms", "run_transforms",
-           "ModelRunner", "StepRecord", "BeamStepRecord", "DecodeResult", "greedy", "sample", "beam_search",
-           "generate", "NextTokenView", "next_token_logits", "distribution_from_logits",
+           "penalize_repetition", "block_repeated_ngrams", "Transform", "logit_transforms", "history_processors",
+           "run_transforms", "ModelRunner", "StepRecord", "BeamStepRecord", "DecodeResult", "greedy", "sample",
+           "beam_search", "generate", "NextTokenView", "next_token_logits", "distribution_from_logits",
            "next_token_distribution"]
 
 NEG_INF = -float("inf")
@@ -44,8 +51,16 @@ BEAM_BLOCKED = -1.0e9
 # 1. Logit transforms. `scores` is (batch, vocab); `history` is (batch, tokens so far).
 # ---------------------------------------------------------------------------------------------------------
 def apply_temperature(scores: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Divide the logits by the temperature: < 1 sharpens the distribution, > 1 flattens it."""
-    return scores / temperature
+    """Divide the logits by the temperature: < 1 sharpens the distribution, > 1 flattens it.
+
+    Where the division would not fit float32 the limit is used instead (see the parameter table in
+    :mod:`gpt2lab.generation.params`): below ``TEMPERATURE_FLOOR`` only the highest-scoring token(s) keep their
+    score (the others -> -inf: sampling at T -> 0 is greedy, ties drawn evenly); above ``TEMPERATURE_CEILING``
+    the ceiling is used (T -> infinity: uniform over the tokens not already at -inf).
+    """
+    if temperature < TEMPERATURE_FLOOR:
+        return top_k_filter(scores, 1)
+    return scores / min(temperature, TEMPERATURE_CEILING)
 
 
 def top_k_filter(scores: torch.Tensor, k: int, min_tokens_to_keep: int = 1) -> torch.Tensor:
@@ -94,11 +109,15 @@ def penalize_repetition(scores: torch.Tensor, history: torch.Tensor, penalty: fl
     return torch.where(seen[:, :vocab], penalized, scores)
 
 
-def block_repeated_ngrams(scores: torch.Tensor, history: torch.Tensor, n: int) -> torch.Tensor:
+def block_repeated_ngrams(scores: torch.Tensor, history: torch.Tensor, n: int,
+                          ignore_before: torch.Tensor | None = None) -> torch.Tensor:
     """Forbid any token that would complete an n-gram already present in ``history``.
 
     The next token completes the n-gram (last n-1 tokens, next token). Every earlier n-gram whose first
-    n-1 tokens equal those last n-1 tokens bans its final token.
+    n-1 tokens equal those last n-1 tokens bans its final token. ``ignore_before`` (per row) skips the left
+    padding of a batch: an n-gram that starts in the padding is not text and bans nothing (transformers'
+    ``NoRepeatNGramLogitsProcessor`` counts it, which makes a short prompt in a batch differ from the same
+    prompt alone).
     """
     length = history.shape[1]
     if n <= 0 or length < n:
@@ -107,6 +126,9 @@ def block_repeated_ngrams(scores: torch.Tensor, history: torch.Tensor, n: int) -
     current = history[:, length - n + 1:]  # the last n-1 tokens (nothing when n == 1: every token seen is banned)
     ngrams = history.unfold(dimension=1, size=n, step=1)  # (batch, number of n-grams, n)
     same_start = (ngrams[..., :-1] == current[:, None, :]).all(dim=-1)
+    if ignore_before is not None:
+        starts = torch.arange(ngrams.shape[1], device=history.device)
+        same_start &= starts[None, :] >= ignore_before.to(history.device)[:, None]
     banned = torch.zeros((scores.shape[0], vocab + 1), dtype=torch.bool, device=scores.device)
     banned.scatter_(1, torch.where(same_start, ngrams[..., -1].clamp(max=vocab), vocab), True)
     return scores.masked_fill(banned[:, :vocab], NEG_INF)
@@ -128,14 +150,15 @@ def logit_transforms(*, sampling: bool, temperature: float = 1.0, top_k: int = 0
                      ignore_before: torch.Tensor | None = None, min_tokens_to_keep: int = 1) -> list[Transform]:
     """The transforms a decoder applies, in the order transformers applies them: repetition penalty,
     n-gram blocking, then (sampling only) temperature, top-k, top-p. Transforms that would do nothing
-    (penalty 1.0, top_k 0, top_p 1.0, temperature 1.0) are left out, as transformers does."""
+    (penalty 1.0, top_k 0, top_p 1.0, temperature 1.0) are left out, as transformers does.
+    ``ignore_before`` (per row): how many left-padding tokens the history-reading transforms skip."""
     steps = []
     if repetition_penalty != 1.0:
         steps.append(Transform(f"repetition penalty {repetition_penalty:g}",
                                lambda h, s: penalize_repetition(s, h, repetition_penalty, ignore_before)))
     if no_repeat_ngram_size > 0:
         steps.append(Transform(f"no repeated {no_repeat_ngram_size}-gram",
-                               lambda h, s: block_repeated_ngrams(s, h, no_repeat_ngram_size)))
+                               lambda h, s: block_repeated_ngrams(s, h, no_repeat_ngram_size, ignore_before)))
     if sampling:
         if temperature != 1.0:
             steps.append(Transform(f"temperature {temperature:g}", lambda h, s: apply_temperature(s, temperature)))
@@ -144,6 +167,32 @@ def logit_transforms(*, sampling: bool, temperature: float = 1.0, top_k: int = 0
         if top_p < 1.0:
             steps.append(Transform(f"top-p {top_p:g}", lambda h, s: top_p_filter(s, top_p, min_tokens_to_keep)))
     return steps
+
+
+class _HistoryProcessor(LogitsProcessor):
+    """Transforms as one transformers logits processor (``model.generate(logits_processor=...)``)."""
+
+    def __init__(self, transforms: list[Transform]):
+        self.transforms = transforms
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        return run_transforms(self.transforms, input_ids, scores)
+
+
+def history_processors(attention_mask: torch.Tensor, rows_per_prompt: int, repetition_penalty: float = 1.0,
+                       no_repeat_ngram_size: int = 0) -> LogitsProcessorList:
+    """The history-reading transforms (repetition penalty, n-gram blocking) for ``model.generate`` on a
+    left-padded batch, skipping each row's padding.
+
+    attention_mask: (prompts, width) of the padded prompts; rows_per_prompt: how many rows generate makes of
+    each prompt (num_return_sequences when sampling, num_beams in beam search). Pass the result as
+    ``logits_processor=`` with ``repetition_penalty=1.0, no_repeat_ngram_size=0``; generate runs custom
+    processors after its own and before temperature / top-k / top-p, the order transformers uses.
+    """
+    padding = (attention_mask == 0).sum(dim=1).repeat_interleave(rows_per_prompt)
+    transforms = logit_transforms(sampling=False, repetition_penalty=repetition_penalty,
+                                  no_repeat_ngram_size=no_repeat_ngram_size, ignore_before=padding)
+    return LogitsProcessorList([_HistoryProcessor(transforms)])
 
 
 def run_transforms(transforms: list[Transform], history, scores, stages: list | None = None):
@@ -339,9 +388,27 @@ def _as_batch(lm, prompt) -> tuple[torch.Tensor, torch.Tensor]:
     prompts = [prompt] if isinstance(prompt, str) else list(prompt)
     if not prompts or any(not isinstance(p, str) or p == "" for p in prompts):
         raise ValueError(f"prompt must be a non-empty string, a list of them, or token ids; got {prompt!r}")
-    token_ids = [lm.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    token_ids = [lm.tokenizer(p, add_special_tokens=False, verbose=False)["input_ids"] for p in prompts]
     _, pad = generation.special_tokens(lm)
     return left_pad(token_ids, pad, lm.device)
+
+
+def _check_settings(*, sampling: bool, num_beams: int | None = None, **values) -> None:
+    """Validate a direct call's settings against the one definition of the parameters (same ranges, same
+    messages as gpt2lab.generate); raises InvalidParameterError (a ValueError)."""
+    mode = "beam" if num_beams is not None else ("sample" if sampling else "greedy")
+    if num_beams is not None:
+        values["num_beams"] = num_beams
+    GenerationParams.build(mode=mode, **{k: v for k, v in values.items() if v is not None})
+
+
+def _check_drawable(scores: torch.Tensor, no_repeat_ngram_size: int) -> None:
+    """Sampling needs at least one finite score per row; say why instead of torch's multinomial error."""
+    if bool(torch.isnan(scores).any()) or bool(torch.isposinf(scores).any()):
+        raise GenerationError("generation failed: the next-token scores became inf or nan")
+    if not bool(torch.isfinite(scores).any(dim=-1).all()):
+        blocked = f" (no_repeat_ngram_size={no_repeat_ngram_size} blocks every token)" if no_repeat_ngram_size else ""
+        raise GenerationError(f"generation failed: no next token can be drawn{blocked}")
 
 
 def _check_length(lm, width: int, max_new_tokens: int) -> None:
@@ -357,6 +424,9 @@ def _token_loop(lm, prompt, max_new_tokens: int, *, sampling: bool, temperature=
                 record=False, record_top=10, keep_scores=False) -> DecodeResult:
     """Greedy decoding or sampling: one token per row per step, until max_new_tokens or end-of-text."""
     started = time.perf_counter()
+    _check_settings(sampling=sampling, temperature=temperature, top_k=top_k, top_p=top_p,
+                    repetition_penalty=repetition_penalty, no_repeat_ngram_size=no_repeat_ngram_size,
+                    num_return_sequences=num_return_sequences)
     input_ids, mask = _as_batch(lm, prompt)
     _check_length(lm, input_ids.shape[1], max_new_tokens)
     input_ids, mask = _expand(input_ids, num_return_sequences), _expand(mask, num_return_sequences)
@@ -378,6 +448,7 @@ def _token_loop(lm, prompt, max_new_tokens: int, *, sampling: bool, temperature=
             if keep_scores:
                 kept_scores.append(scores)
             if sampling:
+                _check_drawable(scores, no_repeat_ngram_size)
                 next_tokens = torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1).squeeze(1)
             else:
                 next_tokens = torch.argmax(scores, dim=-1)
@@ -420,8 +491,6 @@ def sample(lm, prompt, max_new_tokens: int = 20, *, temperature: float = 1.0, to
     top_k=0 and top_p=1.0 mean "off" (pure sampling at the given temperature). With ``seed`` the torch
     generator is seeded for this call only; the same seed as ``model.generate`` gives the same tokens.
     """
-    if temperature <= 0:
-        raise ValueError(f"temperature={temperature!r} is not allowed; it must be > 0 (use greedy() for argmax)")
     with generation.seeded(seed, lm.device):
         return _token_loop(lm, prompt, max_new_tokens, sampling=True, temperature=temperature, top_k=top_k,
                            top_p=top_p, repetition_penalty=repetition_penalty,
@@ -442,8 +511,8 @@ def beam_search(lm, prompt, max_new_tokens: int = 20, *, num_beams: int = 5, num
     transformers: False = that heuristic, True = as soon as the pool is full, "never" = the exact test).
     Returns the ``num_return_sequences`` best finished texts per prompt, as ``model.generate`` does.
     """
-    if num_return_sequences > num_beams:
-        raise ValueError(f"num_return_sequences={num_return_sequences} is larger than num_beams={num_beams}")
+    _check_settings(sampling=False, num_beams=num_beams, num_return_sequences=num_return_sequences,
+                    repetition_penalty=repetition_penalty, no_repeat_ngram_size=no_repeat_ngram_size)
     if num_beams == 1:  # transformers runs greedy search then; so do we
         return greedy(lm, prompt, max_new_tokens, repetition_penalty=repetition_penalty,
                       no_repeat_ngram_size=no_repeat_ngram_size, use_cache=use_cache)

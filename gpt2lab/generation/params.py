@@ -36,9 +36,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 __all__ = ["MODES", "SAMPLING_MODES", "ALIASES", "MODE_DEFAULTS", "MODE_PARAMETERS", "COMMON_PARAMETERS", "OFF",
-           "APPLIES_IN", "MODE_SPECIFIC", "applies", "Parameter", "PARAMETERS", "ALLOWED", "MAX_SEED", "MAX_INT",
-           "InvalidParameterError", "field_error", "GenerationParams", "DecodingSettings", "canonicalize",
-           "mode_table", "mode_table_markdown", "parameter_table_markdown", "check_context"]
+           "APPLIES_IN", "MODE_SPECIFIC", "applies", "MAX_SEED", "MAX_INT", "TEMPERATURE_FLOOR", "TEMPERATURE_CEILING",
+           "REPETITION_PENALTY_RANGE", "Parameter", "PARAMETERS", "ALLOWED", "InvalidParameterError", "GenerationError",
+           "jsonable", "field_error", "GenerationParams", "DecodingSettings", "canonicalize", "mode_table",
+           "mode_table_markdown", "parameter_table_markdown", "check_context"]
 
 Mode = Literal["sample-top-p", "sample-top-k", "sample", "beam", "greedy"]
 MODES: tuple[str, ...] = ("sample-top-p", "sample-top-k", "sample", "beam", "greedy")
@@ -84,6 +85,13 @@ def applies(mode: str, name: str) -> bool:
     return mode in APPLIES_IN.get(name, MODES)
 
 
+# Where values that divide or scale the logits stop fitting float32 (issue 14). Temperature works for every
+# finite value > 0 with the behaviour of its limits; the repetition penalty is refused outside its range.
+TEMPERATURE_FLOOR = 1e-30  # below: the T -> 0 limit, only the likeliest token(s) can be drawn (greedy)
+TEMPERATURE_CEILING = 1e30  # above: acts as this, the T -> infinity limit (uniform over the allowed tokens)
+REPETITION_PENALTY_RANGE = (0.01, 100.0)
+
+
 @dataclass(frozen=True)
 class Parameter:
     """One row of the parameter table: what the README, the CLI help and the endpoint docs show."""
@@ -92,32 +100,45 @@ class Parameter:
     alias: str  # another accepted spelling, or ""
     allowed: str  # the allowed values, in words (every error message about the field quotes it)
     meaning: str
+    limits: str = ""  # what happens at and near the bounds of the range
 
 
 PARAMETERS: dict[str, Parameter] = {p.name: p for p in [
     Parameter("input", "prefix", "a non-empty string or a non-empty list of non-empty strings (use '<|endoftext|>' "
               "to generate without a prompt)", "The prompt, or a list of prompts."),
     Parameter("max_length", "length", "an integer >= 1 (tokens to generate; prompt + max_length must fit the "
-              "model's context)", "Number of tokens to generate, not counting the prompt."),
-    Parameter("num_return_sequences", "nsamples", "an integer >= 1 (and <= num_beams in beam mode; greedy returns "
-              "one text)", "Texts returned per prompt."),
+              "model's context)", "Number of tokens to generate, not counting the prompt.",
+              "a prompt too long for the rest of the context is an error naming how many tokens to cut, unless "
+              "fit_context is true"),
+    Parameter("num_return_sequences", "nsamples", "an integer with 1 <= num_return_sequences < 2**63 (and <= "
+              "num_beams in beam mode; greedy returns one text)", "Texts returned per prompt."),
     Parameter("mode", "", "one of " + ", ".join(repr(m) for m in MODES), "Decoding strategy."),
     Parameter("top_p", "p", "a number with 0 < top_p <= 1", "Nucleus sampling: keep the smallest set of likeliest "
-              "tokens whose probability adds up to top_p."),
-    Parameter("top_k", "k", "an integer >= 0 (0 turns top-k off)", "Keep the k likeliest tokens."),
-    Parameter("temperature", "", "a number > 0 (integers are accepted)", "Divide the logits by this before "
-              "sampling: < 1 sharpens, > 1 flattens the distribution."),
-    Parameter("num_beams", "", "an integer >= 1", "Beams kept by beam search."),
-    Parameter("no_repeat_ngram_size", "", "an integer >= 0 (0 turns n-gram blocking off)",
-              "No n-gram of this size appears twice in a text."),
-    Parameter("repetition_penalty", "", "a number > 0 (1.0 = no penalty)",
-              "Make tokens already in the text less likely (> 1) or more likely (< 1); CTRL, Keskar et al. 2019."),
+              "tokens whose probability adds up to top_p.",
+              "however small, the likeliest token stays (top_p -> 0 is greedy); 1 keeps every token"),
+    Parameter("top_k", "k", "an integer with 0 <= top_k < 2**63 (0 turns top-k off)", "Keep the k likeliest tokens.",
+              "1 is greedy (ties kept); values above the vocabulary size keep every token"),
+    Parameter("temperature", "", "a finite number > 0 (integers are accepted)", "Divide the logits by this "
+              "before sampling: < 1 sharpens, > 1 flattens the distribution.",
+              f"below {TEMPERATURE_FLOOR:g} only the likeliest token(s) can be drawn (the limit T -> 0: greedy); "
+              f"above {TEMPERATURE_CEILING:g} it acts as {TEMPERATURE_CEILING:g} (the limit T -> infinity: uniform "
+              "over the tokens the other settings allow)"),
+    Parameter("num_beams", "", "an integer with 1 <= num_beams < 2**63", "Beams kept by beam search.",
+              "1 is greedy search"),
+    Parameter("no_repeat_ngram_size", "", "an integer with 0 <= no_repeat_ngram_size < 2**63 (0 turns n-gram "
+              "blocking off)", "No n-gram of this size appears twice in a text.",
+              "1 forbids every token already in the text; longer than the text, it blocks nothing"),
+    Parameter("repetition_penalty", "", f"a number with {REPETITION_PENALTY_RANGE[0]:g} <= repetition_penalty <= "
+              f"{REPETITION_PENALTY_RANGE[1]:g} (1.0 = no penalty)",
+              "Make tokens already in the text less likely (> 1) or more likely (< 1); CTRL, Keskar et al. 2019.",
+              "refused outside its range: dividing logits by a smaller penalty overflows float32, and a larger one "
+              "has no further effect on which token wins"),
     Parameter("seed", "", "null, -1 (both mean: pick a random seed) or an integer 0 <= seed < 2**63",
               "Random seed for sampling; the seed drawn for null / -1 is reported."),
     Parameter("truncate", "", "null or a non-empty string (texts are cut at its first occurrence)",
               "Cut each text at the first occurrence of this string (e.g. '<|endoftext|>')."),
     Parameter("include_prefix", "", "true or false", "Whether the returned texts start with the prompt."),
-    Parameter("batch_size", "", "null (everything in one batched call) or an integer >= 1",
+    Parameter("batch_size", "", "null (everything in one batched call) or an integer with 1 <= batch_size < 2**63",
               "At most this many texts per batched model call."),
     Parameter("fit_context", "", "true or false", "If prompt + max_length exceed the model's context, drop the "
               "oldest prompt tokens instead of raising an error."),
@@ -143,7 +164,8 @@ def _default_text(name: str, value: Any) -> str:
 def _describe(name: str, default: Any) -> str:
     p = PARAMETERS[name]
     alias = f" Alias: {p.alias}." if p.alias else ""
-    return f"{p.meaning} Allowed: {p.allowed}. Default: {_default_text(name, default)}.{alias}"
+    limits = f" Limits: {p.limits}." if p.limits else ""
+    return f"{p.meaning} Allowed: {p.allowed}. Default: {_default_text(name, default)}.{limits}{alias}"
 
 
 class InvalidParameterError(ValueError):
@@ -155,13 +177,31 @@ class InvalidParameterError(ValueError):
         super().__init__(lines[0] if len(lines) == 1 else f"{len(lines)} invalid parameters: " + "; ".join(lines))
 
     def as_json(self) -> dict:
-        """The body the HTTP endpoint and the batch job report."""
-        return {"error": str(self), "fields": [{k: _jsonable(v) for k, v in e.items()} for e in self.errors]}
+        """The body the HTTP endpoint and the batch job report: always valid JSON (a non-finite number or an
+        odd object given as a value is shown as text)."""
+        return {"error": str(self), "fields": [{k: jsonable(v) for k, v in e.items()} for e in self.errors]}
 
 
-def _jsonable(value):
+class GenerationError(InvalidParameterError):
+    """Generation failed for a request that passed validation (the model's scores became inf/nan, or memory
+    ran out). Reported like any other bad input: one line in the CLI, 422 over HTTP, an error record in a
+    batch job - never a traceback or a 500."""
+
+    def __init__(self, message: str):
+        super().__init__([{"field": "(generation)", "value": None, "message": message, "allowed": ""}])
+
+
+def jsonable(value):
+    """``value`` as something ``json.dumps(..., allow_nan=False)`` accepts: strings, booleans, None, integers
+    and finite floats as they are, lists and dicts item by item, anything else (inf, nan, objects) as its repr."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
     return repr(value)
 
 
@@ -204,7 +244,8 @@ class GenerationParams(BaseModel):
     temperature: float = Field(0.7, gt=0, description=_describe("temperature", 0.7))
     num_beams: int = Field(5, ge=1, le=MAX_INT, description=_describe("num_beams", 5))
     no_repeat_ngram_size: int = Field(2, ge=0, le=MAX_INT, description=_describe("no_repeat_ngram_size", 2))
-    repetition_penalty: float = Field(1.0, gt=0, description=_describe("repetition_penalty", 1.0))
+    repetition_penalty: float = Field(1.0, ge=REPETITION_PENALTY_RANGE[0], le=REPETITION_PENALTY_RANGE[1],
+                                      description=_describe("repetition_penalty", 1.0))
     seed: int | None = Field(None, ge=-1, le=MAX_SEED, description=_describe("seed", None))
     truncate: str | None = Field(None, min_length=1, description=_describe("truncate", None))
     include_prefix: bool = Field(True, description=_describe("include_prefix", True))
@@ -343,13 +384,19 @@ class DecodingSettings:
         """Keyword arguments for ``model.generate`` that mean exactly these settings.
 
         ``max_new_tokens`` (not transformers' ``max_length``, which counts the prompt too); top_k=0 and
-        top_p=1.0 passed explicitly because transformers' own defaults are top_k=50, top_p=1.0.
+        top_p=1.0 passed explicitly because transformers' own defaults are top_k=50, top_p=1.0. A temperature
+        whose division would overflow float32 is replaced by its limit (see :data:`TEMPERATURE_FLOOR`): below
+        the floor top_k=1 (the likeliest token(s) only, which is what sampling at T -> 0 draws), above the
+        ceiling the ceiling itself.
         """
         kwargs = dict(max_new_tokens=self.max_new_tokens, num_return_sequences=self.num_return_sequences,
                       repetition_penalty=self.repetition_penalty, no_repeat_ngram_size=self.no_repeat_ngram_size)
         if self.strategy == "sample":
-            kwargs.update(do_sample=True, num_beams=1, temperature=self.temperature, top_k=self.top_k,
-                          top_p=self.top_p)
+            temperature, top_k = self.temperature, self.top_k
+            if temperature < TEMPERATURE_FLOOR:
+                temperature, top_k = 1.0, 1
+            kwargs.update(do_sample=True, num_beams=1, temperature=min(temperature, TEMPERATURE_CEILING),
+                          top_k=top_k, top_p=self.top_p)
         elif self.strategy == "beam":
             kwargs.update(do_sample=False, num_beams=self.num_beams)
         else:
@@ -372,9 +419,9 @@ def canonicalize(data: dict) -> dict:
         if name not in fields:
             known = sorted(list(fields) + list(ALIASES))
             close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            hint = f"; did you mean {close[0]!r}?" if close else ";"
             errors.append({"field": key, "value": value,
-                           "message": f"unknown parameter {key!r}{hint} Known parameters: {', '.join(fields)} "
+                           "message": f"unknown parameter {key!r}{hint} known parameters: {', '.join(fields)} "
                                       f"(aliases: {', '.join(f'{a}={c}' for a, c in ALIASES.items())})",
                            "allowed": "a known parameter name"})
             continue
@@ -426,13 +473,13 @@ def _translate(err: ValidationError, data: Any) -> InvalidParameterError:
 
 def _problem(e: dict, value: Any) -> str | None:
     kind = e.get("type", "")
+    if kind == "finite_number" or (isinstance(value, float) and not math.isfinite(value)):
+        return "not a finite number"
     if kind in ("int_type", "float_type", "string_type", "bool_type", "literal_error", "list_type"):
         if kind == "literal_error" and isinstance(value, str):
             close = difflib.get_close_matches(value, MODES, n=1, cutoff=0.4)
             return f"unknown mode; did you mean {close[0]!r}?" if close else "unknown mode"
         return f"wrong type {type(value).__name__}"
-    if kind == "finite_number" or (isinstance(value, float) and not math.isfinite(value)):
-        return "not a finite number"
     if kind in ("too_short", "string_too_short"):
         return "empty"
     if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
@@ -480,10 +527,10 @@ def mode_table_markdown() -> str:
 
 def parameter_table_markdown() -> str:
     """Every parameter: alias, allowed values, default, meaning, as Markdown (README, endpoint docs)."""
-    lines = ["| parameter | alias | allowed | default | meaning |", "|---|---|---|---|---|"]
+    lines = ["| parameter | alias | allowed | default | meaning | at the limits |", "|---|---|---|---|---|---|"]
     for name, p in PARAMETERS.items():
         default = _default_text(name, GenerationParams.model_fields[name].default)
-        cells = [f"`{name}`", p.alias and f"`{p.alias}`", p.allowed, default, p.meaning]
+        cells = [f"`{name}`", p.alias and f"`{p.alias}`", p.allowed, default, p.meaning, p.limits]
         lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
     return "\n".join(lines)
 
@@ -506,10 +553,13 @@ def check_context(prompt_lengths: list[int], params: GenerationParams, context_l
         return 0
     if params.fit_context:
         return overflow
+    room = context_length - longest  # the largest max_length this prompt leaves room for
+    fixes = [f"lower max_length to <= {room}"] if room >= 1 else []
+    tokens = f"{overflow} token" + ("s" if overflow != 1 else "")
+    fixes += [f"shorten the prompt by {tokens}", f"pass fit_context=true to drop its oldest {tokens}"]
     raise InvalidParameterError([{
         "field": "input", "value": f"<prompt of {longest} tokens>",
         "message": f"prompt ({longest} tokens) + max_length ({params.max_length}) = {longest + params.max_length} "
-                   f"tokens exceeds the model's context of {context_length} tokens; shorten the prompt, lower "
-                   f"max_length to <= {context_length - longest}, or pass fit_context=true to drop the oldest "
-                   f"{overflow} prompt tokens",
+                   f"tokens exceeds the model's context of {context_length} tokens; " + ", ".join(fixes[:-1])
+                   + f" or {fixes[-1]}",
         "allowed": f"prompt tokens + max_length <= {context_length}"}])

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,12 +28,18 @@ import torch
 from tqdm.auto import tqdm
 
 from gpt2lab import files
-from gpt2lab.generation.params import DecodingSettings, GenerationParams, InvalidParameterError, check_context
+from gpt2lab.generation.params import (
+    DecodingSettings,
+    GenerationError,
+    GenerationParams,
+    InvalidParameterError,
+    check_context,
+)
 from gpt2lab.tokens import left_pad
 
 __all__ = ["warn_ignored", "SAMPLE_DELIM", "IgnoredParameterWarning", "Generations", "PreparedPrompts",
            "resolve_params", "prepare_prompts", "special_tokens", "seeded", "plan_calls",
-           "transformers_call", "completion_text", "run", "generate", "generate_to_file"]
+           "transformers_call", "guarded", "completion_text", "run", "generate", "generate_to_file"]
 
 SAMPLE_DELIM = "=" * 20 + "\n"
 
@@ -96,7 +103,9 @@ def resolve_params(prompt_or_prompts=None, params: GenerationParams | None = Non
 def prepare_prompts(lm, params: GenerationParams) -> PreparedPrompts:
     """Encode the prompts and make sure prompt + max_length fits the model's context (or left-truncate)."""
     texts = params.prompts()
-    token_ids = [lm.tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
+    # verbose=False: a prompt longer than the context is checked (or cut, with fit_context) below, so the
+    # tokenizer's "will result in indexing errors" warning would be wrong
+    token_ids = [lm.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"] for text in texts]
     for text, ids in zip(texts, token_ids):
         if not ids:
             raise InvalidParameterError([{"field": "input", "value": text,
@@ -162,9 +171,23 @@ def plan_calls(n_prompts: int, settings: DecodingSettings, batch_size: int | Non
 
 
 def transformers_call(lm, input_ids, attention_mask, settings: DecodingSettings, n: int, pad_id: int):
-    """One batched ``model.generate`` call with exactly these settings."""
+    """One batched ``model.generate`` call with exactly these settings.
+
+    transformers' repetition penalty and n-gram blocker read the left padding of a batch as if it were text
+    (the padding is the end-of-text id, so a short prompt could never end). When the batch is padded, those
+    two run as :func:`gpt2lab.generation.decoding.history_processors`, which skips each row's padding, so every
+    prompt gets what it gets alone.
+    """
     kwargs = settings.transformers_kwargs()
     kwargs["num_return_sequences"] = n
+    padded = attention_mask is not None and not bool((attention_mask == 1).all())
+    if padded and (settings.repetition_penalty != 1.0 or settings.no_repeat_ngram_size > 0):
+        from gpt2lab.generation.decoding import history_processors
+
+        rows_per_prompt = settings.num_beams if settings.strategy == "beam" else n
+        kwargs["logits_processor"] = history_processors(attention_mask, rows_per_prompt, settings.repetition_penalty,
+                                                        settings.no_repeat_ngram_size)
+        kwargs.update(repetition_penalty=1.0, no_repeat_ngram_size=0)
     return lm.model.generate(input_ids=input_ids, attention_mask=attention_mask, pad_token_id=pad_id, **kwargs)
 
 
@@ -194,7 +217,7 @@ def run(lm, params: GenerationParams, call: Callable, *, progress: bool = False)
     with seeded(params.seed if settings.strategy == "sample" else None, lm.device), torch.no_grad():
         for prompt_rows, n in tqdm(plan, desc="generating", unit="batch", disable=not progress):
             input_ids, mask = left_pad([prepared.token_ids[p] for p in prompt_rows], pad_id, lm.device)
-            sequences = call(lm, input_ids, mask, settings, n, pad_id)
+            sequences = guarded(call, lm, input_ids, mask, settings, n, pad_id)
             width = input_ids.shape[1]
             for row, tokens in enumerate(sequences[:, width:].tolist()):
                 p = prompt_rows[row // n]
@@ -208,6 +231,28 @@ def run(lm, params: GenerationParams, call: Callable, *, progress: bool = False)
     out.dropped_prompt_tokens = prepared.dropped
     out.model = lm.name
     return out
+
+
+def guarded(call: Callable, lm, input_ids, attention_mask, settings: DecodingSettings, n: int, pad_id: int):
+    """Run one decoding call; a failure of the numbers or of memory becomes a :class:`GenerationError` (one
+    clear line, a 422 over HTTP) instead of a torch traceback."""
+    try:
+        return call(lm, input_ids, attention_mask, settings, n, pad_id)
+    except MemoryError as err:
+        raise GenerationError(f"generation ran out of memory ({type(err).__name__}) for {input_ids.shape[0]} "
+                              f"prompt row(s) x {n} text(s); ask for fewer texts at a time (num_return_sequences, "
+                              "num_beams, batch_size) or a shorter max_length") from None
+    except RuntimeError as err:
+        if "out of memory" in str(err).lower():
+            raise GenerationError(f"generation ran out of memory for {input_ids.shape[0]} prompt row(s) x {n} "
+                                  "text(s); ask for fewer texts at a time (num_return_sequences, num_beams, "
+                                  "batch_size) or a shorter max_length") from None
+        if re.search(r"\b(inf|nan)\b", str(err)):  # torch.multinomial on a row with no drawable token
+            raise GenerationError(
+                "generation failed: no next token could be drawn (the scores became inf or nan"
+                + (f"; no_repeat_ngram_size={settings.no_repeat_ngram_size} may have blocked every token"
+                   if settings.no_repeat_ngram_size else "") + f"): {str(err).splitlines()[0]}") from None
+        raise
 
 
 def warn_ignored(params: GenerationParams) -> None:

@@ -114,7 +114,7 @@ def run_batch(lm, requests, results, *, overwrite: bool = False, progress: bool 
                       initial=done, total=len(lines)):
             record = process_line(lm, i + 1, lines[i])
             counts["ok" if record["ok"] else "errors"] += 1
-            out.write(json.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n")
+            out.write(json.dumps(record, ensure_ascii=False, allow_nan=False).encode("utf-8") + b"\n")
             out.flush()
             os.fsync(out.fileno())
     return counts

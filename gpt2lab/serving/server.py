@@ -15,10 +15,14 @@ server runs there unchanged: the platform sends health checks to ``GET /ping`` a
 * ``GET /docs`` and ``/openapi.json``: the OpenAPI description, request schema included.
 
 Bad requests get a 4xx JSON body ``{"error": "...", "fields": [...]}`` naming the problem: 400 malformed
-JSON or a body that is not a JSON object, 413 body larger than ``max_body_bytes``, 422 invalid
-parameters (type, range, unknown name or mode, empty or over-long input, prompt + max_length beyond the
-model's context, more texts than the server allows). The worker never crashes on input; the next
-request is served normally.
+JSON or a body that is not a JSON object; 403 a Host header that is not allowed (below); 413 a body larger
+than ``max_body_bytes`` (an oversized body is read and discarded up to ``ServerLimits.drain_limit`` bytes
+first, so a client that sends its whole body before reading still gets the answer); 415 a Content-Type other
+than ``application/json`` (a missing one is accepted: the managed-inference contract's clients send JSON); 422
+invalid parameters (type, range, non-finite numbers, unknown name or mode, empty or over-long input, prompt +
+max_length beyond the model's context, more texts than the server allows) and generations that fail for
+their parameters. Error bodies are always valid JSON (a non-finite number sent is shown as text). The worker
+never crashes on input; the next request is served normally.
 
 Concurrency model: one model, one generation at a time. Requests are accepted concurrently by the
 asyncio event loop (so ``/ping`` answers while a generation runs), and every generation is handed to a
@@ -28,12 +32,16 @@ return identical texts and a seeded sampling request is reproducible however bus
 several server processes (behind a load balancer) to serve in parallel.
 
 Binds to 127.0.0.1 (loopback) by default: nothing outside this machine can reach it unless you pass
-``--host 0.0.0.0``.
+``--host 0.0.0.0``. A loopback server also answers only requests whose Host header is a loopback name or
+address (localhost, 127.0.0.1, ::1): a web page cannot reach it through a DNS name of its own that points to
+127.0.0.1 (DNS rebinding). Name other hosts with ``--allow-host`` (``allowed_hosts=``). Together with the 415
+for non-JSON bodies, this keeps pages open in your browser from driving the server.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import socket
 import sys
@@ -42,6 +50,7 @@ import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from starlette.requests import Request  # at module level: FastAPI reads the endpoint's annotations from here
 
@@ -53,12 +62,12 @@ from gpt2lab.generation.params import (
     parameter_table_markdown,
 )
 
-__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "LOOPBACK_HOSTS", "ServerLimits", "RequestError", "check_limits",
-           "parse_body", "create_app", "read_limited", "BackgroundServer", "serve_in_background"]
+__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "ServerLimits", "RequestError", "is_loopback",
+           "host_allowed", "is_json_content_type", "check_limits", "parse_body", "create_app", "read_limited",
+           "discard_body", "BackgroundServer", "default_allowed_hosts", "serve_in_background"]
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 @dataclass(frozen=True)
@@ -70,15 +79,61 @@ class ServerLimits:
     max_prompts: int = 16
     max_texts: int = 32  # prompts x num_return_sequences per request
     max_beams: int = 16
+    # An oversized body is read and thrown away up to this many bytes (at least 4 x max_body_bytes) before the
+    # 413 is sent, so that a client which sends its whole body before reading gets the answer; beyond it the
+    # connection is closed (the client may then see a reset).
+    drain_bytes: int = 8 * 1024 * 1024
+
+    @property
+    def drain_limit(self) -> int:
+        return max(self.drain_bytes, 4 * self.max_body_bytes)
 
 
 class RequestError(Exception):
-    """A bad request that is not about one parameter (malformed JSON, oversized body)."""
+    """A bad request that is not about one parameter (malformed JSON, oversized body, wrong content type).
+    ``close``: answer with ``Connection: close`` (part of the body may still be unread)."""
 
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, close: bool = False):
         super().__init__(message)
         self.status = status
         self.message = message
+        self.close = close
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a name or an address, IPv6 with or without brackets) always means this machine:
+    ``localhost`` and ``*.localhost`` (RFC 6761), 127.0.0.0/8 and ::1."""
+    name = host.strip().strip("[]").lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def host_allowed(host_header: str | None, allowed_hosts) -> bool:
+    """Whether a request's ``Host`` header may be answered: a loopback name or address, one of
+    ``allowed_hosts`` (names or addresses, case-insensitive), or anything when ``allowed_hosts`` holds "*".
+    A request without a Host header (HTTP/1.0) is answered: browsers always send one."""
+    if host_header is None or "*" in (allowed_hosts or ()):
+        return True
+    try:
+        name = urlsplit("//" + host_header.strip()).hostname
+    except ValueError:  # e.g. a port that is not a number
+        return False
+    if not name:
+        return False
+    return is_loopback(name) or name.rstrip(".") in {h.lower().strip("[]").rstrip(".") for h in allowed_hosts or ()}
+
+
+def is_json_content_type(value: str | None) -> bool:
+    """``application/json`` in any case, with or without parameters such as ``charset``; also a missing or
+    empty Content-Type (the managed-inference contract's clients send JSON without saying so). Everything else
+    is refused: text/plain, form and multipart bodies are what a web page can send cross-site without asking."""
+    if value is None or not value.strip():
+        return True
+    return value.split(";", 1)[0].strip().lower() == "application/json"
 
 
 def check_limits(params: GenerationParams, limits: ServerLimits) -> None:
@@ -97,10 +152,13 @@ def check_limits(params: GenerationParams, limits: ServerLimits) -> None:
     settings = params.settings()
     texts = len(prompts) * settings.num_return_sequences
     if texts > limits.max_texts:
+        per_prompt = limits.max_texts // len(prompts)  # the most num_return_sequences these prompts leave room for
+        fix = (f"lower num_return_sequences to <= {per_prompt}" if per_prompt >= 1 and params.applied(
+            "num_return_sequences") else f"send at most {limits.max_texts} prompts per request")
         errors.append({"field": "num_return_sequences", "value": params.num_return_sequences,
                        "message": f"{len(prompts)} prompt(s) x num_return_sequences={settings.num_return_sequences}"
-                                  f" = {texts} texts; this server returns at most {limits.max_texts} per request",
-                       "allowed": f"prompts x num_return_sequences <= {limits.max_texts}"})
+                                  f" = {texts} texts; this server returns at most {limits.max_texts} per request: "
+                                  f"{fix}", "allowed": f"prompts x num_return_sequences <= {limits.max_texts}"})
     if settings.strategy == "beam" and settings.num_beams > limits.max_beams:
         errors.append({"field": "num_beams", "value": params.num_beams,
                        "message": f"num_beams={params.num_beams} is more than this server allows "
@@ -127,15 +185,22 @@ def parse_body(body: bytes) -> dict:
     return data
 
 
-def create_app(lm, limits: ServerLimits | None = None):
+def create_app(lm, limits: ServerLimits | None = None, *, allowed_hosts=None):
     """The FastAPI application serving ``lm`` (see the module docstring for the endpoints and the
-    concurrency model)."""
+    concurrency model).
+
+    allowed_hosts: the Host header values answered besides loopback names and addresses (DNS rebinding
+    protection: a web page cannot reach the server under a name of its own); ``None`` = loopback only, the
+    right choice for a server bound to loopback; ``["*"]`` = any host (a server bound to all interfaces).
+    A request for another host gets 403.
+    """
     from fastapi import FastAPI
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     limits = limits or ServerLimits()
+    allowed_hosts = tuple(allowed_hosts or ())
     worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gpt2lab-generate")
 
     @contextlib.asynccontextmanager
@@ -153,12 +218,24 @@ def create_app(lm, limits: ServerLimits | None = None):
     app.state.limits = limits
     app.state.served = 0
 
-    def error(status: int, payload: dict):
-        return JSONResponse(status_code=status, content=payload)
+    def error(status: int, payload: dict, close: bool = False):
+        return JSONResponse(status_code=status, content=payload, headers={"Connection": "close"} if close else None)
 
     @app.exception_handler(RequestError)
     async def _request_error(request, exc: RequestError):
-        return error(exc.status, {"error": exc.message})
+        return error(exc.status, {"error": exc.message}, close=exc.close)
+
+    @app.middleware("http")
+    async def _check_host(request, call_next):
+        host = request.headers.get("host")
+        if not host_allowed(host, allowed_hosts):
+            await discard_body(request.receive, limits.drain_limit)
+            allowed = ", ".join(allowed_hosts) + " or " if allowed_hosts else ""
+            return error(403, {"error": f"Host {host!r} is not allowed: this server answers requests for "
+                                        f"{allowed}localhost / 127.0.0.1 / ::1 only (protection against DNS "
+                                        "rebinding); name the host with --allow-host (or allowed_hosts=) to "
+                                        "serve it"}, close=True)
+        return await call_next(request)
 
     @app.exception_handler(InvalidParameterError)
     async def _invalid(request, exc: InvalidParameterError):
@@ -197,10 +274,16 @@ def create_app(lm, limits: ServerLimits | None = None):
                                "content": {"application/json": {"schema": {"type": "array", "items": {
                                    "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}}}}},
                          400: {"description": "Malformed JSON or not a JSON object"},
+                         403: {"description": "Host header not allowed (DNS rebinding protection)"},
                          413: {"description": "Body too large"},
+                         415: {"description": "Content-Type other than application/json"},
                          422: {"description": "Invalid generation parameters"}})
     async def invocations(request: Request):
-        body = await read_limited(request, limits.max_body_bytes)
+        body = await read_limited(request, limits.max_body_bytes, limits.drain_limit)
+        content_type = request.headers.get("content-type")
+        if not is_json_content_type(content_type):
+            raise RequestError(415, f"Content-Type {content_type!r} is not accepted; send the JSON object with "
+                                    "Content-Type: application/json (or without a Content-Type)")
         params = GenerationParams.from_dict(parse_body(body))
         check_limits(params, limits)
         loop = asyncio.get_running_loop()
@@ -214,25 +297,46 @@ def create_app(lm, limits: ServerLimits | None = None):
     return app
 
 
-async def read_limited(request, max_bytes: int) -> bytes:
-    """Read the body, refusing (413) as soon as it is known to exceed ``max_bytes`` - from the
-    Content-Length header when there is one, else while streaming it."""
+async def read_limited(request, max_bytes: int, drain_limit: int | None = None) -> bytes:
+    """Read the body, refusing it (413) when it exceeds ``max_bytes``: known from the Content-Length header
+    when there is one, else while streaming. An oversized body is still read and discarded up to
+    ``drain_limit`` bytes before answering, so a client that sends its whole body before reading the reply
+    gets the 413 instead of a connection reset; a larger one is answered at once and the connection closed."""
+    drain_limit = max(drain_limit or 0, max_bytes)
+    limit = f"this server accepts at most {max_bytes} bytes (max_body_bytes)"
     declared = request.headers.get("content-length")
+    size = None
     if declared is not None:
         try:
             size = int(declared)
         except ValueError:
-            raise RequestError(400, f"invalid Content-Length header {declared!r}") from None
-        if size > max_bytes:
-            raise RequestError(413, f"request body of {size} bytes is larger than this server accepts "
-                                    f"({max_bytes} bytes)")
+            raise RequestError(400, f"invalid Content-Length header {declared!r}", close=True) from None
+        if size > drain_limit:
+            raise RequestError(413, f"request body of {size} bytes is too large; {limit}", close=True)
     chunks, total = [], 0
     async for chunk in request.stream():
         total += len(chunk)
-        if total > max_bytes:
-            raise RequestError(413, f"request body is larger than this server accepts ({max_bytes} bytes)")
-        chunks.append(chunk)
+        if total > drain_limit:
+            break
+        if total <= max_bytes:
+            chunks.append(chunk)
+    if total > max_bytes:
+        shown = f"of {size} bytes " if size is not None else ""
+        raise RequestError(413, f"request body {shown}is too large; {limit}", close=True)
     return b"".join(chunks)
+
+
+async def discard_body(receive, limit: int) -> None:
+    """Read and throw away a request body (ASGI ``receive``) up to ``limit`` bytes, so that an answer sent
+    without reading it can be read by the client."""
+    seen = 0
+    while seen <= limit:
+        message = await receive()
+        if message["type"] != "http.request":
+            return
+        seen += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -289,10 +393,20 @@ class BackgroundServer:
         return f"BackgroundServer({self.url}, {state})"
 
 
+def default_allowed_hosts(bind_host: str, allowed_hosts=None) -> tuple[str, ...]:
+    """The Host names a server bound to ``bind_host`` answers besides loopback ones: those given, else none
+    for a loopback binding and any ("*") for one reachable from other machines (0.0.0.0 in a container)."""
+    if allowed_hosts:
+        return tuple(allowed_hosts)
+    return () if is_loopback(bind_host) else ("*",)
+
+
 def serve_in_background(lm, host: str = DEFAULT_HOST, port: int = 0, limits: ServerLimits | None = None,
-                        log_level: str = "warning") -> BackgroundServer:
-    """Start the endpoint for ``lm`` on a background thread (port 0 = any free port) and return it."""
-    return BackgroundServer(create_app(lm, limits), host=host, port=port, log_level=log_level).start()
+                        log_level: str = "warning", allowed_hosts=None) -> BackgroundServer:
+    """Start the endpoint for ``lm`` on a background thread (port 0 = any free port) and return it.
+    ``allowed_hosts``: see :func:`create_app` (default: :func:`default_allowed_hosts`)."""
+    app = create_app(lm, limits, allowed_hosts=default_allowed_hosts(host, allowed_hosts))
+    return BackgroundServer(app, host=host, port=port, log_level=log_level).start()
 
 
 # ------------------------------------------------------------------------------------------------------

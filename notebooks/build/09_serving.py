@@ -127,7 +127,9 @@ nb.md("""
 
 A server must never crash on input, and should tell the client what was wrong. Every bad request gets a
 4xx status and a JSON body naming the problem: 400 for a body that is not a JSON object, 413 for a body
-that is too large, 422 for invalid parameters.
+that is too large (read to its end first, so even a client that sends everything before it listens gets the
+answer), 422 for invalid parameters, including numbers JSON cannot hold (`1e309` reads as infinity) and
+values outside the ranges of the parameter table.
 """)
 
 nb.code("""
@@ -140,6 +142,8 @@ bad = {
     "misspelt name": {"input": "x", "tempreature": 0.9},
     "empty input": {"input": ""},
     "beyond the context": {"input": "x", "max_length": 100_000},
+    "not a finite number": b'{"input": "x", "temperature": 1e309}',
+    "penalty out of range": {"input": "x", "repetition_penalty": 1e-38},
     "too large a body": {"input": "x" * 100_000},
 }
 rows = []
@@ -149,6 +153,25 @@ for problem, payload in bad.items():
     rows.append({"problem": problem, "status": r.status_code, "error": r.json()["error"]})
 print("still serving:", requests.post(url + "/invocations", json={"input": "KING:", "max_length": 5}, timeout=60).ok)
 pd.DataFrame(rows)
+""")
+
+nb.md("""
+Two more refusals protect you from web pages open in your browser. A page can send a cross-site POST
+without asking the server first only as `text/plain`, a form or multipart data, so `/invocations` takes
+`application/json` (or no Content-Type, as the managed-inference clients send) and answers anything else
+with 415. And a page could make its own domain name point to 127.0.0.1 (DNS rebinding) to reach the
+server through the browser; a server bound to loopback therefore answers only requests addressed to
+`localhost`, `127.0.0.1` or `::1` (403 otherwise; `--allow-host NAME` names more):
+""")
+
+nb.code("""
+as_a_page = requests.post(url + "/invocations", data='{"input": "KING:", "max_length": 5}',
+                          headers={"Content-Type": "text/plain"}, timeout=60)
+rebound = requests.post(url + "/invocations", json={"input": "KING:", "max_length": 5},
+                        headers={"Host": "attacker.example"}, timeout=60)
+for r in (as_a_page, rebound):
+    print(r.status_code, r.json()["error"])
+assert (as_a_page.status_code, rebound.status_code) == (415, 403)
 """)
 
 nb.md("""
@@ -224,7 +247,8 @@ forwards client requests to `/invocations`. A container only has to start
 gpt2lab serve --model /opt/ml/model --host 0.0.0.0 --port 8080
 ```
 
-(`--host 0.0.0.0` because inside a container the platform connects from outside it; on your own
+(`--host 0.0.0.0` because inside a container the platform connects from outside it, under whatever host
+name it uses, so the Host check is off there unless you name hosts with `--allow-host`; on your own
 machine keep the loopback default, since the server has no authentication). For more throughput, run
 one server process per GPU or CPU socket behind the platform's load balancer.
 """)

@@ -491,3 +491,25 @@ def test_sampling_with_every_token_blocked_says_why(gpt2_tokenizer):
     with pytest.raises(GenerationError, match=r"no next token can be drawn \(no_repeat_ngram_size=1 blocks every"):
         decoding.sample(lm, prompt, 9, no_repeat_ngram_size=1, seed=0)
     assert decoding.sample(lm, prompt, 7, no_repeat_ngram_size=1, seed=0).new_tokens.unique().numel() == 7
+
+
+# ------------------------------------------------------------------ the KV cache, passed as transformers asks
+def test_decoding_passes_the_kv_cache_without_deprecation_warnings(tiny_lm):
+    """transformers 5 renamed the forward's `past_key_values` to `cache` (the old name prints a FutureWarning
+    and goes in 5.40); 4.x only knows `past_key_values`. The runner uses whichever the model takes."""
+    import inspect
+    import warnings
+
+    ids, mask = _batch(tiny_lm)
+    runner = decoding.ModelRunner(tiny_lm, ids, mask)
+    takes = inspect.signature(tiny_lm.model.forward).parameters
+    assert runner.cache_keyword == ("cache" if "cache" in takes else "past_key_values")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        warnings.simplefilter("error", DeprecationWarning)
+        greedy = decoding.greedy(tiny_lm, (ids, mask), 6)
+        decoding.sample(tiny_lm, (ids, mask), 6, top_k=5, seed=0)
+        beams = decoding.beam_search(tiny_lm, (ids, mask), 6, num_beams=3)  # reorders the cache
+    assert torch.equal(greedy.sequences, decoding.greedy(tiny_lm, (ids, mask), 6, use_cache=False).sequences)
+    assert torch.equal(beams.sequences, decoding.beam_search(tiny_lm, (ids, mask), 6, num_beams=3,
+                                                             use_cache=False).sequences)

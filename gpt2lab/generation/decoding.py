@@ -216,6 +216,8 @@ class ModelRunner:
     stored for all earlier positions: every step costs the same. Without it, every step feeds the whole
     sequence again, so step t costs ~t times as much and a whole generation is quadratic in its length.
     Positions and the attention mask are built as ``model.generate`` builds them, so the logits match.
+    ``cache_keyword``: the name under which this model's forward takes the cache (``cache`` in transformers
+    5, ``past_key_values`` in 4.x; tested on 4.45.2 and 5.24).
     """
 
     def __init__(self, lm, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, use_cache: bool = True):
@@ -228,21 +230,22 @@ class ModelRunner:
         # no padding at all -> no mask needed (that is also what model.generate passes)
         self.attention_mask = None if bool((attention_mask == 1).all()) else attention_mask
         self.ids = input_ids
-        self.cache = None
-        if use_cache:
-            from transformers import DynamicCache
-
-            self.cache = DynamicCache(config=self.model.config.get_text_config(decoder=True))
         params = inspect.signature(self.model.forward).parameters
-        self._extra = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
+        # transformers 5 names the KV cache `cache` (passing `past_key_values` prints a FutureWarning and is
+        # removed in 5.40); 4.x calls it `past_key_values`. Use whichever this model's forward takes.
+        self.cache_keyword = "cache" if "cache" in params else "past_key_values"
+        self.cache = None  # the model creates it at the first step (a DynamicCache; tuples before transformers 4.48)
+        # logits for the last position only (`num_logits_to_keep` before transformers 4.50)
+        keep = next((name for name in ("logits_to_keep", "num_logits_to_keep") if name in params), None)
+        self._extra = {keep: 1} if keep else {}
         self.forward_calls = 0
 
     def _forward(self, input_ids, position_ids) -> torch.Tensor:
         out = self.model(input_ids=input_ids, attention_mask=self.attention_mask, position_ids=position_ids,
-                         past_key_values=self.cache, use_cache=self.use_cache, return_dict=True, **self._extra)
+                         use_cache=self.use_cache, return_dict=True, **{self.cache_keyword: self.cache}, **self._extra)
         self.forward_calls += 1
         if self.use_cache:
-            self.cache = out.past_key_values
+            self.cache = getattr(out, self.cache_keyword)
         return out.logits[:, -1].to(copy=True, dtype=torch.float32)
 
     def start(self) -> torch.Tensor:
@@ -263,11 +266,10 @@ class ModelRunner:
 
     def reorder(self, rows: torch.Tensor) -> None:
         """Beam search: row i continues from old row ``rows[i]``, so its cached keys/values must follow."""
-        if self.cache is not None:
-            if hasattr(self.model, "_reorder_cache"):
-                self.cache = self.model._reorder_cache(self.cache, rows)
-            else:
-                self.cache.reorder_cache(rows)
+        if hasattr(self.cache, "reorder_cache"):
+            self.cache.reorder_cache(rows)
+        elif self.cache is not None:  # the legacy layout: per layer a (key, value) pair of (rows, ...) tensors
+            self.cache = tuple(tuple(t.index_select(0, rows.to(t.device)) for t in layer) for layer in self.cache)
 
 
 def _expand(tensor: torch.Tensor | None, times: int):

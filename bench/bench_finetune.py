@@ -38,7 +38,6 @@ import torch  # noqa: E402
 
 import gpt2lab  # noqa: E402
 from gpt2lab import data, training  # noqa: E402
-from gpt2lab.training import finetuning
 
 
 def hand_loop(model, inputs, labels, order, steps, warmup, batch, cfg, device) -> tuple[float, float]:
@@ -75,7 +74,7 @@ def hand_loop(model, inputs, labels, order, steps, warmup, batch, cfg, device) -
 
 
 def gpt2lab_run(lm, path, steps, warmup, args, workdir, run):
-    result = finetuning.finetune(
+    result = training.finetune(
         path, lm, steps=steps, run_name=run, checkpoint_dir=workdir / "runs", cache_dir=workdir / "cache",
         resume=False, block_size=args.block_size, batch_size=args.batch_size, learning_rate=1e-4,
         warmup_steps=args.warmup_lr, checkpoint_every=0, sample_every=0, eval_every=10 ** 9, eval_batches=1,
@@ -92,19 +91,19 @@ def gpt2lab_run(lm, path, steps, warmup, args, workdir, run):
 def packing_waste(tokenizer, block) -> dict:
     out = {}
     tok = copy.deepcopy(tokenizer)
-    shakespeare = finetuning.prepare_data(data.fetch("tinyshakespeare/input.txt"), tok, cache_dir=False,
+    shakespeare = training.prepare_data(data.fetch("tinyshakespeare/input.txt"), tok, cache_dir=False,
                                           progress=False)
-    out["tinyshakespeare, stream"] = finetuning.StreamBlocks(shakespeare.train, block).waste
+    out["tinyshakespeare, stream"] = training.StreamBlocks(shakespeare.train, block).waste
     # line by line, every non-empty line is an example (the blank lines are left out, and reported)
-    lines = finetuning.prepare_data(data.fetch("tinyshakespeare/input.txt"), tok, cache_dir=False, progress=False,
+    lines = training.prepare_data(data.fetch("tinyshakespeare/input.txt"), tok, cache_dir=False, progress=False,
                                     line_by_line=True, bad_rows="skip")
-    out["tinyshakespeare, line by line"] = finetuning.training_blocks(lines, block, tok.eos_token_id).waste
+    out["tinyshakespeare, line by line"] = training.training_blocks(lines, block, tok.eos_token_id).waste
     csv_path = ROOT / "data" / "short_texts.csv"
-    tok.add_tokens([finetuning.START_TOKEN], special_tokens=True)
+    tok.add_tokens([training.START_TOKEN], special_tokens=True)
     for line_by_line in (False, True):
-        prepared = finetuning.prepare_data(csv_path, tok, line_by_line=line_by_line, cache_dir=False,
+        prepared = training.prepare_data(csv_path, tok, line_by_line=line_by_line, cache_dir=False,
                                            progress=False)
-        blocks = finetuning.training_blocks(prepared, block, tok.eos_token_id)
+        blocks = training.training_blocks(prepared, block, tok.eos_token_id)
         out[f"short_texts.csv, {'line by line' if line_by_line else 'stream'}"] = blocks.waste
     return out
 
@@ -135,9 +134,9 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         # the exact blocks and batch order that finetune trains on, for the hand-written loop
-        prepared = finetuning.prepare_data(path, copy.deepcopy(lm.tokenizer), cache_dir=workdir / "cache",
+        prepared = training.prepare_data(path, copy.deepcopy(lm.tokenizer), cache_dir=workdir / "cache",
                                            progress=False)
-        blocks = finetuning.StreamBlocks(prepared.train, args.block_size)
+        blocks = training.StreamBlocks(prepared.train, args.block_size)
         inputs = torch.stack([blocks[i]["input_ids"] for i in range(len(blocks))])
         labels = torch.stack([blocks[i]["labels"] for i in range(len(blocks))])
         order = torch.tensor(training.sample_indices(len(blocks), 0, 0, total * args.batch_size))

@@ -16,9 +16,7 @@ import pytest
 import torch
 from conftest import ROOT
 
-from gpt2lab.training import finetuning
-from gpt2lab.training import loop as training
-from gpt2lab.training.finetuning import (
+from gpt2lab.training import (
     START_TOKEN,
     DataError,
     PackedExamples,
@@ -27,7 +25,9 @@ from gpt2lab.training.finetuning import (
     finetune,
     load_run,
     prepare_data,
+    tokenised,
 )
+from gpt2lab.training import loop as training
 
 SHORT_TEXTS = ROOT / "data" / "short_texts.csv"
 
@@ -301,6 +301,90 @@ def test_the_cli_reports_bad_data_in_one_line(tiny_dir, tmp_path, capsys):
     assert not (tmp_path / "ck" / "run1").exists() or not training.list_checkpoints(tmp_path / "ck" / "run1")
 
 
+# ============================================================================ options: one definition
+
+# a value other than the default for every FinetuneConfig field
+OPTION_VALUES = dict(
+    steps=7, run_name="r", checkpoint_dir="runs", resume=False, block_size=32, batch_size=3, grad_accum=2,
+    learning_rate=0.002, warmup_steps=1, min_lr_ratio=0.2, weight_decay=0.01, grad_clip=0.5, seed=3,
+    mixed_precision="no", device="cpu", checkpoint_every=2, keep_last=2, keep_best=True, sample_every=0,
+    sample_length=5, sample_prompt="Hi", log_every=1, val_fraction=0.2, val="val.txt", eval_every=3, eval_batches=2,
+    eval_stride=8, eval_max_tokens=100, format="csv", line_by_line=True, wrap=False, text_field="body",
+    csv_header=False, encoding="latin-1", bad_rows="skip", start_token="<s>", cache=False, cache_dir="cache",
+    only_train_transformer_layers=True, lora=True, lora_r=2, lora_alpha=4.0, lora_dropout=0.1,
+    lora_target_modules=["c_attn", "c_fc"], progress=False, verbose=False)
+
+
+def _argv(values: dict) -> list[str]:
+    argv = []
+    for name, value in values.items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            argv.append(flag if value else "--no-" + flag[2:])
+        elif isinstance(value, list):
+            argv += [flag, *value]
+        else:
+            argv += [flag, str(value)]
+    return argv
+
+
+def _parse(argv):
+    from gpt2lab.cli import build_parser
+    from gpt2lab.cli.finetune import config_from_args
+
+    return config_from_args(build_parser().parse_args(["finetune", "data.txt", *argv]))
+
+
+def test_every_option_is_a_finetune_keyword_and_a_command_line_option():
+    import dataclasses
+    import inspect
+
+    from gpt2lab.cli import build_parser
+    from gpt2lab.training import FinetuneConfig
+
+    fields = dataclasses.fields(FinetuneConfig)
+    assert set(OPTION_VALUES) == {f.name for f in fields}  # a new option gets a value here too
+    assert all(OPTION_VALUES[f.name] != f.default for f in fields)
+    keywords = inspect.signature(finetune).parameters
+    sub = build_parser()._subparsers._group_actions[0].choices["finetune"]
+    flags = {flag for action in sub._actions for flag in action.option_strings}
+    for f in fields:
+        assert keywords[f.name].kind is inspect.Parameter.KEYWORD_ONLY and keywords[f.name].default == f.default
+        assert "--" + f.name.replace("_", "-") in flags, f.name
+        assert f"{f.name} (" in finetune.__doc__  # listed with its type, default and help
+    assert {"--fresh", "--no-header", "--lr"} <= flags  # the other spellings the command has always had
+
+
+def test_the_command_line_and_python_give_the_same_config():
+    from gpt2lab.training import FinetuneConfig
+
+    assert _parse(_argv(OPTION_VALUES)) == FinetuneConfig(**OPTION_VALUES)
+    assert _parse([]) == FinetuneConfig()  # options not given keep the same defaults as keywords not given
+    assert _parse(["--fresh", "--no-header", "--lr", "1"]) == FinetuneConfig(resume=False, csv_header=False,
+                                                                            learning_rate=1.0)
+    base = FinetuneConfig(steps=5)
+    assert FinetuneConfig.build(base, seed=2) == FinetuneConfig(steps=5, seed=2) and base.seed == 0
+
+
+def test_options_that_are_not_allowed_get_one_clear_line(tmp_path, capsys):
+    from gpt2lab import cli
+    from gpt2lab.training import FinetuneOptionError
+
+    with pytest.raises(TypeError, match="'stepz' is not a fine-tuning option; did you mean 'steps'"):
+        finetune(tmp_path, stepz=3)
+    with pytest.raises(FinetuneOptionError, match=r"lora_dropout=1 is not allowed; lora_dropout must be a number in "
+                                                  r"\[0, 1\)"):
+        finetune(tmp_path, lora_dropout=1)
+    with pytest.raises(FinetuneOptionError, match="batch_size='4' is not allowed; batch_size must be a whole number"):
+        finetune(tmp_path, batch_size="4")
+    with pytest.raises(FinetuneOptionError, match="cache=False turns the cache off"):
+        finetune(tmp_path, cache_dir=False)
+    assert cli.main(["finetune", str(tmp_path), "--val-fraction", "1.5", "--checkpoint-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["gpt2lab finetune: error: val_fraction=1.5 is not allowed; val_fraction must be a number in [0, 1)"]
+    assert list(tmp_path.iterdir()) == []  # refused before anything was written
+
+
 # ============================================================================ cache
 
 def test_tokenised_data_is_cached(tokenizer, tmp_path, monkeypatch):
@@ -312,7 +396,7 @@ def test_tokenised_data_is_cached(tokenizer, tmp_path, monkeypatch):
         raise AssertionError("tokenised again although the cache holds the result")
 
     with monkeypatch.context() as m:
-        m.setattr(finetuning, "_encode", no_tokenising)
+        m.setattr(tokenised, "_encode", no_tokenising)
         second = prepare_data(path, tokenizer, cache_dir=tmp_path / "cache")
     assert second.report.from_cache and second.report.cache_file == first.report.cache_file
     assert [a.tolist() for a in second.train] == [a.tolist() for a in first.train]
@@ -409,9 +493,9 @@ def test_fresh_start_and_run_lookup(tiny_dir, tmp_path):
         load_run("nope", checkpoint_dir=tmp_path / "ck")
     with pytest.raises(LookupError, match=r"no checkpoint of step 2; it has steps \[3\]"):
         load_run("run", checkpoint_dir=tmp_path / "ck", step=2)
-    with pytest.raises(ValueError, match="run_name='a/b' must be a plain folder name"):
+    with pytest.raises(ValueError, match="run_name='a/b' is not allowed; run_name must be a plain folder name"):
         tune(path, tiny_dir, tmp_path, run_name="a/b")
-    with pytest.raises(ValueError, match="steps=0 must be a whole number >= 1"):
+    with pytest.raises(ValueError, match="steps=0 is not allowed; steps must be a whole number >= 1"):
         tune(path, tiny_dir, tmp_path, steps=0)
 
 
@@ -443,7 +527,7 @@ def test_only_train_transformer_layers_keeps_the_embeddings(tiny_dir, tmp_path):
 def test_lora_run_saves_an_adapter_and_loads_merged(tiny_dir, tmp_path):
     pytest.importorskip("peft")
     path = write_csv(tmp_path / "t.csv", rows()[:40])
-    result = tune(path, tiny_dir, tmp_path, steps=4, lora={"r": 4, "alpha": 8}, learning_rate=1e-2)
+    result = tune(path, tiny_dir, tmp_path, steps=4, lora=True, lora_r=4, lora_alpha=8, learning_rate=1e-2)
     files = {p.name for p in result.checkpoint.iterdir()}
     assert "adapter_model.safetensors" in files and "model.safetensors" not in files
     assert result.perplexity_after < result.perplexity_before

@@ -337,7 +337,7 @@ def test_freezing_embeddings_keeps_them(tmp_path):
 
 def test_lora_checkpoints_hold_the_adapter_and_resume(tmp_path):
     peft = pytest.importorskip("peft")
-    from gpt2lab.training.finetuning import wrap_lora
+    from gpt2lab.training.lora import wrap_lora
 
     data = PackedBlocks(token_stream(), 16)
     cfg = quiet(max_steps=6, checkpoint_every=3, keep_last=2)

@@ -14,8 +14,16 @@ It also reports how much packing wastes: the fraction of block positions that tr
 masked tail of a stream; the padding of whole examples packed line by line). Goal: <= 5 % for the
 default stream layout.
 
+With --processes, it measures instead the throughput of ``gpt2lab finetune`` started by
+``accelerate launch`` with one and with two processes (``--multi_gpu --num_processes 2``: CPU
+processes joined by gloo when there is no GPU), each process with the same batch, so two processes
+train twice the tokens per step. It reports tokens per second of all processes together, read from
+the run's history (the same window as above), for 1 process x all threads, 1 process x 1 thread and
+2 processes x 1 thread each.
+
 Usage:  .venv/bin/python bench/bench_finetune.py [--steps 30] [--warmup 5] [--repeats 3]
         [--model embedded] [--batch-size 8] [--block-size 128] [--threads N] [--device auto|cpu]
+        [--processes]
 """
 from __future__ import annotations
 
@@ -108,6 +116,52 @@ def packing_waste(tokenizer, block) -> dict:
     return out
 
 
+def launched_run(n_processes: int, threads: int, path, args, workdir, run) -> float:
+    """Tokens per second (all processes) of `gpt2lab finetune` under `accelerate launch` with n processes."""
+    import json
+    import subprocess
+
+    several = ["--multi_gpu", "--main_process_port", "0"] if n_processes > 1 else []
+    total = args.warmup + args.steps
+    command = [sys.executable, "-m", "accelerate.commands.launch", *several, "--num_processes", str(n_processes),
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+               "-m", "gpt2lab.cli", "finetune", str(path), "--model", args.model, "--steps", str(total),
+               "--run-name", run, "--checkpoint-dir", str(workdir / "runs"), "--cache-dir", str(workdir / "cache"),
+               "--fresh", "--block-size", str(args.block_size), "--batch-size", str(args.batch_size),
+               "--lr", "1e-4", "--warmup-steps", str(args.warmup_lr), "--checkpoint-every", "0",
+               "--sample-every", "0", "--eval-every", str(10 ** 9), "--eval-batches", "1", "--log-every", "1",
+               "--eval-max-tokens", str(2 * args.block_size), "--device", args.device, "--no-progress",
+               "--no-verbose"]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    subprocess.run(command, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = json.loads((workdir / "runs" / run / f"checkpoint-{total}" / "trainer_state.json").read_text())
+    records = {h["step"]: h for h in state["history"] if "tokens" in h}
+    first, last = records[args.warmup], records[total]
+    return (last["tokens"] - first["tokens"]) / (last["seconds"] - first["seconds"])
+
+
+def processes_bench(args) -> int:
+    path = data.fetch("tinyshakespeare/input.txt")
+    cores = os.cpu_count() or 1
+    setups = [(1, cores), (1, 1), (2, 1)]  # (processes, threads per process)
+    print(f"gpt2lab finetune under accelerate launch: model {args.model}, batch {args.batch_size} x block "
+          f"{args.block_size} per process, {args.steps} timed steps after {args.warmup}, {args.repeats} repeats, "
+          f"{cores} CPU cores")
+    found = {s: [] for s in setups}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(args.repeats):
+            for n, threads in (setups if r % 2 == 0 else setups[::-1]):  # alternate against drifting load
+                found[(n, threads)].append(launched_run(n, threads, path, args, Path(tmp), f"p{n}t{threads}r{r}"))
+            print(f"  repeat {r + 1}: " + "   ".join(f"{n} proc x {t} thr {v[-1]:8.0f} tok/s"
+                                                    for (n, t), v in found.items()), flush=True)
+    one_thread = statistics.median(found[(1, 1)])
+    for (n, threads), values in found.items():
+        median = statistics.median(values)
+        print(f"median {n} process(es) x {threads} thread(s): {median:8.0f} tok/s   ({median / one_thread:.2f} x "
+              f"1 process x 1 thread; range {min(values):.0f}-{max(values):.0f})")
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="embedded")
@@ -119,7 +173,10 @@ def main(argv=None):
     parser.add_argument("--block-size", type=int, default=128)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu"))
+    parser.add_argument("--processes", action="store_true", help="1 vs 2 processes under accelerate launch")
     args = parser.parse_args(argv)
+    if args.processes:
+        return processes_bench(args)
     if args.threads:
         torch.set_num_threads(args.threads)
 

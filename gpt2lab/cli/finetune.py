@@ -13,6 +13,7 @@ import os
 import sys
 import typing
 
+from gpt2lab.loading import ModelNotFoundError
 from gpt2lab.training.config import FinetuneConfig, type_hints
 from gpt2lab.training.finetuning import finetune
 from gpt2lab.training.processes import ProcessSetupError, RunBusyError, is_main_process
@@ -71,8 +72,10 @@ def _cli_finetune(args) -> int:
     config = config_from_args(args)  # checks every option before anything is loaded
     try:
         result = finetune(args.data, args.model, config=config)
-    except (ProcessSetupError, RunBusyError) as err:
-        if is_main_process():  # every process raises it: one line is enough
+    except (ProcessSetupError, RunBusyError, ValueError, FileNotFoundError, ModelNotFoundError) as err:
+        # a user error: one line, no traceback. Every process of a run meets the same one (bad data, a busy
+        # run, ...), so the main process alone says it
+        if is_main_process():
             print(f"gpt2lab finetune: error: {err}", file=sys.stderr)
         return 2
     if is_main_process():

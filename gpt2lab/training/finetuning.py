@@ -138,6 +138,7 @@ class _Data:
     block: int
     stride: int
     digest: str
+    context: int  # the model's context length
 
 
 def _train_config(cfg: FinetuneConfig, device: torch.device) -> loop.TrainConfig:
@@ -175,7 +176,7 @@ def _run(s: _Session, data_path: Path, model, train_cfg: loop.TrainConfig) -> Fi
     if s.main:
         files.write_json(s.run_dir / RUN_FILE, run_info)
 
-    train_cfg.sample_prompt = cfg.sample_prompt or (cfg.start_token if data.wrapped else base.tokenizer.eos_token)
+    _fit_samples(s, train_cfg, base, data)
     resumed_from = loop.read_checkpoint_state(existing[-1])["step"] if resuming else 0
     s.say(f"gpt2lab: run {cfg.run_name!r} in {s.run_dir}: " + (
         f"resuming at step {resumed_from} of {cfg.steps}" if resuming else
@@ -245,7 +246,7 @@ def _training_data(s: _Session, data_path: Path, base: _Base, previous: dict, re
     if resuming and previous.get("data", {}).get("sha256") not in (None, digest):
         s.say(f"gpt2lab: note: {data_path.name} is not the data run {cfg.run_name!r} started with; training "
               "continues on the new data")
-    return _Data(prepared, report, train_set, val_ids, val_set, wrapped, block, stride, digest)
+    return _Data(prepared, report, train_set, val_ids, val_set, wrapped, block, stride, digest, context)
 
 
 def _prepare_folder(s: _Session, existing: list[Path], base: _Base) -> str | None:
@@ -284,6 +285,23 @@ def _run_record(s: _Session, base: _Base, base_ref, data: _Data, ppl_before, pre
         "perplexity_before": ppl_before, "perplexity_after": previous.get("perplexity_after"),
         "created": previous.get("created", time.strftime("%Y-%m-%d %H:%M:%S")),
     }
+
+
+def _fit_samples(s: _Session, train_cfg: loop.TrainConfig, base: _Base, data: _Data) -> None:
+    """The samples' prompt, and their length cut to what fits the model's context with the prompt."""
+    cfg = s.cfg
+    prompt = cfg.sample_prompt or (cfg.start_token if data.wrapped else base.tokenizer.eos_token)
+    train_cfg.sample_prompt = prompt
+    if not cfg.sample_every:
+        return
+    room = data.context - max(1, len(base.tokenizer(prompt)["input_ids"]))
+    if room < 1:
+        raise ValueError(f"sample_prompt fills the model's whole context of {data.context} tokens; use a shorter "
+                         "prompt, or sample_every=0 for no samples")
+    if cfg.sample_length > room:
+        train_cfg.sample_tokens = room
+        s.say(f"gpt2lab: note: samples are cut to {room} tokens (sample_length={cfg.sample_length}): prompt and "
+              f"sample must fit the model's context of {data.context} tokens")
 
 
 def _add_sample(s: _Session, step: int, text: str) -> None:

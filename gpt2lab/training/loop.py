@@ -1,10 +1,12 @@
 """Training loop for GPT-2-style models, on top of Hugging Face ``accelerate``.
 
 One loop serves training from scratch (the embedded model) and fine-tuning (``gpt2lab.finetune``):
-the same code runs on a CPU, one GPU with bf16/fp16 autocast, or several GPUs when started with
-``accelerate launch`` / ``torchrun``. It adds what a course needs around the optimisation step:
+the same code runs on a CPU, one GPU with bf16/fp16 autocast, or several processes when started with
+``accelerate launch --multi_gpu`` / ``torchrun`` (one per GPU, joined by NCCL; or CPU processes, joined
+by gloo, when the config's device is "cpu"). It adds what a course needs around the optimisation step:
 
-* deterministic, resumable data order: the batch of step ``s`` is a function of (seed, s) only;
+* deterministic, resumable data order: the batch of step ``s`` is a function of (seed, s) only, and
+  with several processes each takes its own slice of it (:func:`process_batch_indices`);
 * warmup then cosine decay; gradient accumulation; gradient clipping;
 * periodic validation loss, samples and a tqdm bar with the running loss;
 * atomic checkpoints (written to a temporary folder, then renamed) keeping the last K, and resume

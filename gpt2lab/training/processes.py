@@ -21,8 +21,9 @@ lock over and rewrites the holder file. With several processes the main one take
 the others whether it got it, so all of them stop together.
 
 **Workers stop with their launcher.** A worker started by a launcher watches its parent
-(:func:`watch_launcher`); when the launcher dies (e.g. SIGKILL, which it cannot pass on), the worker
-stops within a fraction of a second instead of training on as an orphan beside a restarted run.
+(:func:`watch_launcher`, on POSIX systems); when the launcher dies (e.g. SIGKILL, which it cannot pass
+on), the worker stops within a fraction of a second instead of training on as an orphan beside a
+restarted run.
 """
 from __future__ import annotations
 
@@ -148,8 +149,14 @@ def broadcast_from_main(value, state=None):
 
 def _holder_record() -> dict:
     return {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])[:300] if sys.argv else "",
+            "command": _command_line(),
             "launcher_pid": os.getppid() if started_by_launcher() else None}
+
+
+def _command_line() -> str:
+    """This process's command line as typed (``python -m gpt2lab.cli finetune ...``), at most 300 characters."""
+    argv = list(getattr(sys, "orig_argv", None) or [sys.executable, *sys.argv])
+    return " ".join([Path(argv[0]).name, *argv[1:]])[:300]
 
 
 def read_holder(run_dir: str | os.PathLike) -> dict | None:
@@ -161,6 +168,8 @@ def read_holder(run_dir: str | os.PathLike) -> dict | None:
 
 
 def _pid_alive(pid: int) -> bool:
+    if os.name == "nt":  # there, signal 0 is CTRL_C_EVENT: never send it; the holder is taken to be alive
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -251,7 +260,5 @@ def watch_launcher(interval: float = WATCH_SECONDS) -> Iterator[None]:
 
     thread = threading.Thread(target=watch, name="gpt2lab-launcher-watch", daemon=True)
     thread.start()
-    try:
-        yield
-    finally:
-        done.set()
+    yield  # an error leaves the watch on: a worker whose peer stopped first still ends when its launcher is gone
+    done.set()

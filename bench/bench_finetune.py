@@ -14,8 +14,16 @@ It also reports how much packing wastes: the fraction of block positions that tr
 masked tail of a stream; the padding of whole examples packed line by line). Goal: <= 5 % for the
 default stream layout.
 
+With --processes, it measures instead the throughput of ``gpt2lab finetune`` started by
+``accelerate launch`` with one and with two processes (``--multi_gpu --num_processes 2``: CPU
+processes joined by gloo when there is no GPU), each process with the same batch, so two processes
+train twice the tokens per step. It reports tokens per second of all processes together, read from
+the run's history (the same window as above), for 1 process x all threads, 1 process x 1 thread and
+2 processes x 1 thread each.
+
 Usage:  .venv/bin/python bench/bench_finetune.py [--steps 30] [--warmup 5] [--repeats 3]
         [--model embedded] [--batch-size 8] [--block-size 128] [--threads N] [--device auto|cpu]
+        [--processes]
 """
 from __future__ import annotations
 
@@ -38,7 +46,6 @@ import torch  # noqa: E402
 
 import gpt2lab  # noqa: E402
 from gpt2lab import data, training  # noqa: E402
-from gpt2lab.training import finetuning
 
 
 def hand_loop(model, inputs, labels, order, steps, warmup, batch, cfg, device) -> tuple[float, float]:
@@ -75,7 +82,7 @@ def hand_loop(model, inputs, labels, order, steps, warmup, batch, cfg, device) -
 
 
 def gpt2lab_run(lm, path, steps, warmup, args, workdir, run):
-    result = finetuning.finetune(
+    result = training.finetune(
         path, lm, steps=steps, run_name=run, checkpoint_dir=workdir / "runs", cache_dir=workdir / "cache",
         resume=False, block_size=args.block_size, batch_size=args.batch_size, learning_rate=1e-4,
         warmup_steps=args.warmup_lr, checkpoint_every=0, sample_every=0, eval_every=10 ** 9, eval_batches=1,
@@ -92,21 +99,67 @@ def gpt2lab_run(lm, path, steps, warmup, args, workdir, run):
 def packing_waste(tokenizer, block) -> dict:
     out = {}
     tok = copy.deepcopy(tokenizer)
-    shakespeare = finetuning.prepare_data(data.fetch("tinyshakespeare/input.txt"), tok, cache_dir=False,
+    shakespeare = training.prepare_data(data.fetch("tinyshakespeare/input.txt"), tok, cache_dir=False,
                                           progress=False)
-    out["tinyshakespeare, stream"] = finetuning.StreamBlocks(shakespeare.train, block).waste
+    out["tinyshakespeare, stream"] = training.StreamBlocks(shakespeare.train, block).waste
     # line by line, every non-empty line is an example (the blank lines are left out, and reported)
-    lines = finetuning.prepare_data(data.fetch("tinyshakespeare/input.txt"), tok, cache_dir=False, progress=False,
+    lines = training.prepare_data(data.fetch("tinyshakespeare/input.txt"), tok, cache_dir=False, progress=False,
                                     line_by_line=True, bad_rows="skip")
-    out["tinyshakespeare, line by line"] = finetuning.training_blocks(lines, block, tok.eos_token_id).waste
+    out["tinyshakespeare, line by line"] = training.training_blocks(lines, block, tok.eos_token_id).waste
     csv_path = ROOT / "data" / "short_texts.csv"
-    tok.add_tokens([finetuning.START_TOKEN], special_tokens=True)
+    tok.add_tokens([training.START_TOKEN], special_tokens=True)
     for line_by_line in (False, True):
-        prepared = finetuning.prepare_data(csv_path, tok, line_by_line=line_by_line, cache_dir=False,
+        prepared = training.prepare_data(csv_path, tok, line_by_line=line_by_line, cache_dir=False,
                                            progress=False)
-        blocks = finetuning.training_blocks(prepared, block, tok.eos_token_id)
+        blocks = training.training_blocks(prepared, block, tok.eos_token_id)
         out[f"short_texts.csv, {'line by line' if line_by_line else 'stream'}"] = blocks.waste
     return out
+
+
+def launched_run(n_processes: int, threads: int, path, args, workdir, run) -> float:
+    """Tokens per second (all processes) of `gpt2lab finetune` under `accelerate launch` with n processes."""
+    import json
+    import subprocess
+
+    several = ["--multi_gpu", "--main_process_port", "0"] if n_processes > 1 else []
+    total = args.warmup + args.steps
+    command = [sys.executable, "-m", "accelerate.commands.launch", *several, "--num_processes", str(n_processes),
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+               "-m", "gpt2lab.cli", "finetune", str(path), "--model", args.model, "--steps", str(total),
+               "--run-name", run, "--checkpoint-dir", str(workdir / "runs"), "--cache-dir", str(workdir / "cache"),
+               "--fresh", "--block-size", str(args.block_size), "--batch-size", str(args.batch_size),
+               "--lr", "1e-4", "--warmup-steps", str(args.warmup_lr), "--checkpoint-every", "0",
+               "--sample-every", "0", "--eval-every", str(10 ** 9), "--eval-batches", "1", "--log-every", "1",
+               "--eval-max-tokens", str(2 * args.block_size), "--device", args.device, "--no-progress",
+               "--no-verbose"]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    subprocess.run(command, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = json.loads((workdir / "runs" / run / f"checkpoint-{total}" / "trainer_state.json").read_text())
+    records = {h["step"]: h for h in state["history"] if "tokens" in h}
+    first, last = records[args.warmup], records[total]
+    return (last["tokens"] - first["tokens"]) / (last["seconds"] - first["seconds"])
+
+
+def processes_bench(args) -> int:
+    path = data.fetch("tinyshakespeare/input.txt")
+    cores = os.cpu_count() or 1
+    setups = [(1, cores), (1, 1), (2, 1)]  # (processes, threads per process)
+    print(f"gpt2lab finetune under accelerate launch: model {args.model}, batch {args.batch_size} x block "
+          f"{args.block_size} per process, {args.steps} timed steps after {args.warmup}, {args.repeats} repeats, "
+          f"{cores} CPU cores")
+    found = {s: [] for s in setups}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(args.repeats):
+            for n, threads in (setups if r % 2 == 0 else setups[::-1]):  # alternate against drifting load
+                found[(n, threads)].append(launched_run(n, threads, path, args, Path(tmp), f"p{n}t{threads}r{r}"))
+            print(f"  repeat {r + 1}: " + "   ".join(f"{n} proc x {t} thr {v[-1]:8.0f} tok/s"
+                                                    for (n, t), v in found.items()), flush=True)
+    one_thread = statistics.median(found[(1, 1)])
+    for (n, threads), values in found.items():
+        median = statistics.median(values)
+        print(f"median {n} process(es) x {threads} thread(s): {median:8.0f} tok/s   ({median / one_thread:.2f} x "
+              f"1 process x 1 thread; range {min(values):.0f}-{max(values):.0f})")
+    return 0
 
 
 def main(argv=None):
@@ -120,7 +173,10 @@ def main(argv=None):
     parser.add_argument("--block-size", type=int, default=128)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu"))
+    parser.add_argument("--processes", action="store_true", help="1 vs 2 processes under accelerate launch")
     args = parser.parse_args(argv)
+    if args.processes:
+        return processes_bench(args)
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -135,9 +191,9 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         # the exact blocks and batch order that finetune trains on, for the hand-written loop
-        prepared = finetuning.prepare_data(path, copy.deepcopy(lm.tokenizer), cache_dir=workdir / "cache",
+        prepared = training.prepare_data(path, copy.deepcopy(lm.tokenizer), cache_dir=workdir / "cache",
                                            progress=False)
-        blocks = finetuning.StreamBlocks(prepared.train, args.block_size)
+        blocks = training.StreamBlocks(prepared.train, args.block_size)
         inputs = torch.stack([blocks[i]["input_ids"] for i in range(len(blocks))])
         labels = torch.stack([blocks[i]["labels"] for i in range(len(blocks))])
         order = torch.tensor(training.sample_indices(len(blocks), 0, 0, total * args.batch_size))

@@ -46,7 +46,7 @@ _LAZY = {
     "compare_attributions": "gpt2lab.explain.attribution",
     "train": "gpt2lab.training.loop",
     "finetune": "gpt2lab.training.finetuning",
-    "load_run": "gpt2lab.training.finetuning",
+    "load_run": "gpt2lab.training.runs",
     "serve_in_background": "gpt2lab.serving.server",
     "run_batch": "gpt2lab.serving.batch",
 }

@@ -16,9 +16,7 @@ import pytest
 import torch
 from conftest import ROOT
 
-from gpt2lab.training import finetuning
-from gpt2lab.training import loop as training
-from gpt2lab.training.finetuning import (
+from gpt2lab.training import (
     START_TOKEN,
     DataError,
     PackedExamples,
@@ -27,7 +25,9 @@ from gpt2lab.training.finetuning import (
     finetune,
     load_run,
     prepare_data,
+    tokenised,
 )
+from gpt2lab.training import loop as training
 
 SHORT_TEXTS = ROOT / "data" / "short_texts.csv"
 
@@ -301,6 +301,90 @@ def test_the_cli_reports_bad_data_in_one_line(tiny_dir, tmp_path, capsys):
     assert not (tmp_path / "ck" / "run1").exists() or not training.list_checkpoints(tmp_path / "ck" / "run1")
 
 
+# ============================================================================ options: one definition
+
+# a value other than the default for every FinetuneConfig field
+OPTION_VALUES = dict(
+    steps=7, run_name="r", checkpoint_dir="runs", resume=False, block_size=32, batch_size=3, grad_accum=2,
+    learning_rate=0.002, warmup_steps=1, min_lr_ratio=0.2, weight_decay=0.01, grad_clip=0.5, seed=3,
+    mixed_precision="no", device="cpu", checkpoint_every=2, keep_last=2, keep_best=True, sample_every=0,
+    sample_length=5, sample_prompt="Hi", log_every=1, val_fraction=0.2, val="val.txt", eval_every=3, eval_batches=2,
+    eval_stride=8, eval_max_tokens=100, format="csv", line_by_line=True, wrap=False, text_field="body",
+    csv_header=False, encoding="latin-1", bad_rows="skip", start_token="<s>", cache=False, cache_dir="cache",
+    only_train_transformer_layers=True, lora=True, lora_r=2, lora_alpha=4.0, lora_dropout=0.1,
+    lora_target_modules=["c_attn", "c_fc"], progress=False, verbose=False)
+
+
+def _argv(values: dict) -> list[str]:
+    argv = []
+    for name, value in values.items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            argv.append(flag if value else "--no-" + flag[2:])
+        elif isinstance(value, list):
+            argv += [flag, *value]
+        else:
+            argv += [flag, str(value)]
+    return argv
+
+
+def _parse(argv):
+    from gpt2lab.cli import build_parser
+    from gpt2lab.cli.finetune import config_from_args
+
+    return config_from_args(build_parser().parse_args(["finetune", "data.txt", *argv]))
+
+
+def test_every_option_is_a_finetune_keyword_and_a_command_line_option():
+    import dataclasses
+    import inspect
+
+    from gpt2lab.cli import build_parser
+    from gpt2lab.training import FinetuneConfig
+
+    fields = dataclasses.fields(FinetuneConfig)
+    assert set(OPTION_VALUES) == {f.name for f in fields}  # a new option gets a value here too
+    assert all(OPTION_VALUES[f.name] != f.default for f in fields)
+    keywords = inspect.signature(finetune).parameters
+    sub = build_parser()._subparsers._group_actions[0].choices["finetune"]
+    flags = {flag for action in sub._actions for flag in action.option_strings}
+    for f in fields:
+        assert keywords[f.name].kind is inspect.Parameter.KEYWORD_ONLY and keywords[f.name].default == f.default
+        assert "--" + f.name.replace("_", "-") in flags, f.name
+        assert f"{f.name} (" in finetune.__doc__  # listed with its type, default and help
+    assert {"--fresh", "--no-header", "--lr"} <= flags  # the other spellings the command has always had
+
+
+def test_the_command_line_and_python_give_the_same_config():
+    from gpt2lab.training import FinetuneConfig
+
+    assert _parse(_argv(OPTION_VALUES)) == FinetuneConfig(**OPTION_VALUES)
+    assert _parse([]) == FinetuneConfig()  # options not given keep the same defaults as keywords not given
+    assert _parse(["--fresh", "--no-header", "--lr", "1"]) == FinetuneConfig(resume=False, csv_header=False,
+                                                                            learning_rate=1.0)
+    base = FinetuneConfig(steps=5)
+    assert FinetuneConfig.build(base, seed=2) == FinetuneConfig(steps=5, seed=2) and base.seed == 0
+
+
+def test_options_that_are_not_allowed_get_one_clear_line(tmp_path, capsys):
+    from gpt2lab import cli
+    from gpt2lab.training import FinetuneOptionError
+
+    with pytest.raises(TypeError, match="'stepz' is not a fine-tuning option; did you mean 'steps'"):
+        finetune(tmp_path, stepz=3)
+    with pytest.raises(FinetuneOptionError, match=r"lora_dropout=1 is not allowed; lora_dropout must be a number in "
+                                                  r"\[0, 1\)"):
+        finetune(tmp_path, lora_dropout=1)
+    with pytest.raises(FinetuneOptionError, match="batch_size='4' is not allowed; batch_size must be a whole number"):
+        finetune(tmp_path, batch_size="4")
+    with pytest.raises(FinetuneOptionError, match="cache=False turns the cache off"):
+        finetune(tmp_path, cache_dir=False)
+    assert cli.main(["finetune", str(tmp_path), "--val-fraction", "1.5", "--checkpoint-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["gpt2lab finetune: error: val_fraction=1.5 is not allowed; val_fraction must be a number in [0, 1)"]
+    assert list(tmp_path.iterdir()) == []  # refused before anything was written
+
+
 # ============================================================================ cache
 
 def test_tokenised_data_is_cached(tokenizer, tmp_path, monkeypatch):
@@ -312,7 +396,7 @@ def test_tokenised_data_is_cached(tokenizer, tmp_path, monkeypatch):
         raise AssertionError("tokenised again although the cache holds the result")
 
     with monkeypatch.context() as m:
-        m.setattr(finetuning, "_encode", no_tokenising)
+        m.setattr(tokenised, "_encode", no_tokenising)
         second = prepare_data(path, tokenizer, cache_dir=tmp_path / "cache")
     assert second.report.from_cache and second.report.cache_file == first.report.cache_file
     assert [a.tolist() for a in second.train] == [a.tolist() for a in first.train]
@@ -409,9 +493,9 @@ def test_fresh_start_and_run_lookup(tiny_dir, tmp_path):
         load_run("nope", checkpoint_dir=tmp_path / "ck")
     with pytest.raises(LookupError, match=r"no checkpoint of step 2; it has steps \[3\]"):
         load_run("run", checkpoint_dir=tmp_path / "ck", step=2)
-    with pytest.raises(ValueError, match="run_name='a/b' must be a plain folder name"):
+    with pytest.raises(ValueError, match="run_name='a/b' is not allowed; run_name must be a plain folder name"):
         tune(path, tiny_dir, tmp_path, run_name="a/b")
-    with pytest.raises(ValueError, match="steps=0 must be a whole number >= 1"):
+    with pytest.raises(ValueError, match="steps=0 is not allowed; steps must be a whole number >= 1"):
         tune(path, tiny_dir, tmp_path, steps=0)
 
 
@@ -443,7 +527,7 @@ def test_only_train_transformer_layers_keeps_the_embeddings(tiny_dir, tmp_path):
 def test_lora_run_saves_an_adapter_and_loads_merged(tiny_dir, tmp_path):
     pytest.importorskip("peft")
     path = write_csv(tmp_path / "t.csv", rows()[:40])
-    result = tune(path, tiny_dir, tmp_path, steps=4, lora={"r": 4, "alpha": 8}, learning_rate=1e-2)
+    result = tune(path, tiny_dir, tmp_path, steps=4, lora=True, lora_r=4, lora_alpha=8, learning_rate=1e-2)
     files = {p.name for p in result.checkpoint.iterdir()}
     assert "adapter_model.safetensors" in files and "model.safetensors" not in files
     assert result.perplexity_after < result.perplexity_before
@@ -500,3 +584,214 @@ def test_keep_best_keeps_the_weights_of_the_lowest_validation_loss(tiny_dir, tmp
         load_run("run", checkpoint_dir=tmp_path / "ck", best=True)
     with pytest.raises(ValueError, match="keep_best=True needs validation data"):
         tune(path, tiny_dir, tmp_path, steps=2, keep_best=True, val_fraction=0.0)
+
+
+# ============================================================================ several processes, one writer per run
+
+PROCESS_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def _launch(n_processes: int, *command: str) -> list[str]:
+    """``accelerate launch`` (accelerate's own launcher) running ``command`` in ``n_processes`` processes."""
+    several = ["--multi_gpu", "--main_process_port", "0"] if n_processes > 1 else []
+    return [sys.executable, "-m", "accelerate.commands.launch", *several, "--num_processes", str(n_processes),
+            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", *command]
+
+
+def _finetune_cli(data, model_dir, tmp_path, run, steps, *extra) -> list[str]:
+    return ["-m", "gpt2lab.cli", "finetune", str(data), "--model", str(model_dir), "--steps", str(steps),
+            "--run-name", run, "--checkpoint-dir", str(tmp_path / "ck"), "--cache-dir", str(tmp_path / "cache"),
+            "--checkpoint-every", "10", "--keep-last", "2", "--eval-every", "1000", "--lr", "3e-3",
+            "--device", "cpu", "--no-progress", *extra]
+
+
+def _wait_for(condition, proc, seconds=120, what="it"):
+    deadline = time.time() + seconds
+    while not condition():
+        assert proc.poll() is None, f"stopped before {what}: " + proc.stderr.read().decode()[-3000:]
+        assert time.time() < deadline, f"{what} did not happen in {seconds} s"
+        time.sleep(0.05)
+
+
+def _wait_gone(pids, seconds=10):
+    import psutil
+
+    deadline = time.time() + seconds
+    while any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in pids):
+        assert time.time() < deadline, f"processes {pids} still run {seconds} s after their launcher died"
+        time.sleep(0.05)
+
+
+def _evenly_blocked_text(tmp_path, tokenizer) -> tuple[Path, int]:
+    """A text whose token stream splits into whole blocks (no masked tail block), so every block has as
+    many labels as the others and two processes average exactly what one process with both batches sees."""
+    for n_lines in range(60, 90):
+        path = write(tmp_path / "story.txt", story(n_lines))
+        n_tokens = prepare_data(path, tokenizer, cache_dir=False, val_fraction=0, progress=False).report.train_tokens
+        for block in range(12, 33):
+            if (n_tokens - 1) % block == 0:
+                return path, block
+    raise AssertionError("no text of whole blocks found")
+
+
+@pytest.mark.slow
+@pytest.mark.slow
+def test_two_processes_split_the_data_one_writes_and_a_killed_launcher_resumes(tiny_dir, tokenizer, tmp_path):
+    """`accelerate launch --multi_gpu --num_processes 2` on CPUs (gloo): the two processes train on
+    disjoint halves of every batch, the main one alone writes the run, a second start is refused while
+    it runs, both workers stop when their launcher is killed (SIGKILL), and the same command resumes and
+    finishes. The result equals one process trained with both halves in each batch: no example was seen
+    twice and none was skipped."""
+    import psutil
+
+    from gpt2lab.training import RunBusyError, read_holder
+
+    data, block = _evenly_blocked_text(tmp_path, tokenizer)
+    val = write(tmp_path / "val.txt", "\n".join(rows()[-8:]) + "\n")
+    steps = 60
+    command = _launch(2, *_finetune_cli(data, tiny_dir, tmp_path, "two", steps, "--block-size", str(block),
+                                        "--batch-size", "2", "--val", str(val), "--sample-every", "20"))
+    run_dir = tmp_path / "ck" / "two"
+    launcher = subprocess.Popen(command, cwd=ROOT, env=PROCESS_ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _wait_for(lambda: (run_dir / "checkpoint-10").is_dir(), launcher, what="the first checkpoint")
+    holder = read_holder(run_dir)
+    workers = [p.pid for p in psutil.Process(launcher.pid).children(recursive=True)]
+    assert holder["pid"] in workers and holder["launcher_pid"] == launcher.pid and len(workers) == 2
+    for pid in workers:  # hold the run mid-training (still holding its lock) while we look at it
+        os.kill(pid, signal.SIGSTOP)
+    with pytest.raises(RunBusyError, match=rf"is being written by process {holder['pid']} .*launcher pid "
+                                           rf"{launcher.pid}.*kill {holder['pid']}"):
+        finetune(data, str(tiny_dir), steps=steps, run_name="two", checkpoint_dir=tmp_path / "ck", verbose=False)
+    launcher.kill()
+    launcher.wait()
+    for pid in workers:
+        os.kill(pid, signal.SIGCONT)
+    _wait_gone(workers)
+    stopped_at = training.read_checkpoint_state(training.latest_checkpoint(run_dir))["step"]
+    assert 10 <= stopped_at < steps, "the launcher was not killed mid-training"
+
+    done = subprocess.run(command, cwd=ROOT, env=PROCESS_ENV, capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    out = done.stdout.decode()
+    assert out.count(f"resuming at step {stopped_at} of {steps}") == 1  # one process speaks
+    state = training.read_checkpoint_state(training.latest_checkpoint(run_dir))
+    losses = [h["loss"] for h in state["history"] if "loss" in h]
+    assert state["step"] == steps and losses[-1] < losses[0]
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["steps_done"] == steps and info["tokens_seen"] == steps * 2 * 2 * block  # both processes counted
+    samples = (run_dir / "samples.txt").read_text()
+    sampled = [int(line.split()[2]) for line in samples.splitlines() if line.startswith("========")]
+    assert [s for s in sampled if s > stopped_at] == [s for s in (20, 40, 60) if s > stopped_at]  # written once
+    assert not (run_dir / ".writer.json").exists() and not [p for p in run_dir.iterdir() if p.name.startswith(".tmp")]
+
+    # one process, both halves of every batch, never interrupted: the same weights
+    one = finetune(data, str(tiny_dir), steps=steps, run_name="one", checkpoint_dir=tmp_path / "ck",
+                   cache_dir=tmp_path / "cache", checkpoint_every=0, block_size=block, batch_size=4, val=val,
+                   eval_every=1000, sample_every=0, learning_rate=3e-3, device="cpu", progress=False, verbose=False)
+    two = load_run(run_dir, verbose=False)
+    # (a data split that repeats or skips examples differs by ~0.1; only summation order differs here, which
+    # Adam turns into steps of up to ~1e-5 on the attention key biases, whose true gradient is zero)
+    for (name, a), b in zip(one.lm.model.state_dict().items(), two.model.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-4), name
+    assert one.tokens_seen == info["tokens_seen"]
+
+
+@pytest.mark.slow
+@pytest.mark.slow
+def test_one_writer_per_run_with_one_process(tiny_dir, tmp_path):
+    """A run started by `accelerate launch` (one process): a second `gpt2lab finetune` on the same run gets
+    one line naming the writer; killing the launcher stops its worker; the same command then takes the
+    stale run over and finishes it."""
+    import psutil
+
+    from gpt2lab.training import read_holder
+
+    data = write(tmp_path / "story.txt", story(100))
+    steps = 60
+    cli = _finetune_cli(data, tiny_dir, tmp_path, "solo", steps, "--block-size", "16", "--batch-size", "2",
+                        "--sample-every", "0")
+    launcher = subprocess.Popen(_launch(1, *cli), cwd=ROOT, env=PROCESS_ENV, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
+    run_dir = tmp_path / "ck" / "solo"
+    _wait_for(lambda: (run_dir / "checkpoint-10").is_dir(), launcher, what="the first checkpoint")
+    holder = read_holder(run_dir)
+    worker = holder["pid"]
+    assert worker in [p.pid for p in psutil.Process(launcher.pid).children()]
+    os.kill(worker, signal.SIGSTOP)  # hold the run mid-training (still holding its lock) while we look at it
+    second = subprocess.run([sys.executable, *cli], cwd=ROOT, env=PROCESS_ENV, capture_output=True, timeout=120)
+    assert second.returncode == 2
+    assert second.stderr.decode().strip().splitlines() == [
+        f"gpt2lab finetune: error: run {str(run_dir)!r} is being written by process {worker} on {holder['host']}, "
+        f"launcher pid {launcher.pid}, started {holder['started']} ({holder['command']}); a run has one writer at a "
+        f"time: wait for it to finish or stop it (kill {worker}), or use another run_name"]
+    launcher.kill()
+    launcher.wait()
+    os.kill(worker, signal.SIGCONT)
+    _wait_gone([worker])
+    stopped_at = training.read_checkpoint_state(training.latest_checkpoint(run_dir))["step"]
+    assert read_holder(run_dir)["pid"] == worker  # the stale holder's record is still there ...
+    again = subprocess.run([sys.executable, *cli], cwd=ROOT, env=PROCESS_ENV, capture_output=True, timeout=300)
+    assert again.returncode == 0, again.stderr.decode()[-3000:]  # ... and is taken over
+    assert f"resuming at step {stopped_at} of {steps}" in again.stdout.decode()
+    assert training.read_checkpoint_state(training.latest_checkpoint(run_dir))["step"] == steps
+
+
+def test_accelerate_launch_cpu_with_several_processes_is_refused_before_anything_is_written(tiny_dir, tmp_path):
+    """accelerate 1.x starts one process for `--cpu --num_processes 2`: refused, with the command that works."""
+    data = write(tmp_path / "story.txt", story(20))
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+               *_finetune_cli(data, tiny_dir, tmp_path, "cpu2", 5)]
+    done = subprocess.run(command, cwd=ROOT, env=PROCESS_ENV, capture_output=True, timeout=120)
+    assert done.returncode != 0
+    ours = [line for line in done.stderr.decode().splitlines() if line.startswith("gpt2lab finetune: error:")]
+    assert ours == ["gpt2lab finetune: error: `accelerate launch --cpu --num_processes N` starts one process, not N "
+                    "(accelerate starts several CPU processes only with --multi_gpu or mpirun); start them with "
+                    "`accelerate launch --multi_gpu --num_processes N -m gpt2lab.cli finetune ...` (CPU processes "
+                    "with gloo when there is no GPU, or with --device cpu)"]
+    assert not (tmp_path / "ck").exists()
+
+
+PYTHON_API_SCRIPT = """
+import json, sys
+from accelerate import PartialState
+from accelerate.state import AcceleratorState
+import gpt2lab
+from gpt2lab.training import ProcessSetupError
+
+data, val, model, ck, block = sys.argv[1:6]
+options = dict(steps=20, run_name="api", checkpoint_dir=ck, block_size=int(block), batch_size=2, val=val,
+               checkpoint_every=0,
+               sample_every=0, eval_every=1000, learning_rate=3e-3, device="cpu", progress=False, verbose=False)
+PartialState()  # accelerate set up too early, without cpu=True: on a CPU each process would train alone
+try:
+    gpt2lab.finetune(data, model, **options)
+    refused = None
+except ProcessSetupError as err:
+    refused = str(err)
+AcceleratorState._reset_state(reset_partial_state=True)
+result = gpt2lab.finetune(data, model, **options)
+print(json.dumps({"refused": refused, "rank": PartialState().process_index, "world": PartialState().num_processes,
+                  "steps": result.steps, "tokens": result.tokens_seen, "ppl": result.perplexity_after}))
+"""
+
+
+def test_the_python_api_under_accelerate_launch(tiny_dir, tokenizer, tmp_path):
+    """`gpt2lab.finetune` in a script started by `accelerate launch` with two processes: both join the run
+    (a state that would leave each alone is refused first, in both), one writes."""
+    data, block = _evenly_blocked_text(tmp_path, tokenizer)
+    val = write(tmp_path / "val.txt", "\n".join(rows()[-8:]) + "\n")
+    script = write(tmp_path / "tune.py", PYTHON_API_SCRIPT)
+    done = subprocess.run(_launch(2, str(script), str(data), str(val), str(tiny_dir), str(tmp_path / "ck"), str(block)),
+                          cwd=ROOT, env=PROCESS_ENV, capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    reports = sorted((json.loads(line) for line in done.stdout.decode().splitlines() if line.startswith("{")),
+                     key=lambda r: r["rank"])
+    tokens = 20 * 2 * 2 * block  # steps x processes x batch x tokens per block: every process counted
+    assert [(r["rank"], r["world"], r["steps"], r["tokens"]) for r in reports] == [(0, 2, 20, tokens),
+                                                                                  (1, 2, 20, tokens)]
+    for r in reports:
+        assert r["refused"].startswith("this process is one of 2 a launcher started, but accelerate was already set "
+                                       "up in it as 1 process(es)")
+    assert reports[0]["ppl"] is not None and reports[1]["ppl"] is None  # the main process measures and writes
+    assert json.loads((tmp_path / "ck" / "api" / "run.json").read_text())["tokens_seen"] == tokens

@@ -89,6 +89,24 @@ def test_data_order_is_a_function_of_seed_and_position():
     assert sample_indices(10, seed=4, start=0, count=10) != a[:10]
 
 
+def test_processes_take_disjoint_slices_that_cover_every_epoch():
+    """Two processes, two micro-batches of 3 per step, 24 items: each epoch (two steps) gives every item to
+    exactly one process once, and together they walk the same stream one process would."""
+    from gpt2lab.training import process_batch_indices
+
+    seen = {0: [], 1: []}
+    for step in range(4):  # two epochs
+        for micro in range(2):
+            for rank in (0, 1):
+                seen[rank] += process_batch_indices(24, 5, step, micro, batch_size=3, grad_accum=2, rank=rank, world=2)
+    for epoch in range(2):
+        mine = [seen[rank][12 * epoch: 12 * (epoch + 1)] for rank in (0, 1)]
+        assert not set(mine[0]) & set(mine[1]) and sorted(mine[0] + mine[1]) == list(range(24))
+    interleaved = [i for k in range(8) for rank in (0, 1) for i in seen[rank][3 * k: 3 * k + 3]]
+    assert interleaved == sample_indices(24, seed=5, start=0, count=48)
+    assert process_batch_indices(24, 5, 3, 1, 3, 2) == sample_indices(24, 5, 3 * 6 + 3, 3)  # one process
+
+
 def test_random_windows_cover_every_offset_once_per_epoch():
     ids = torch.arange(100)
     ds = RandomWindows(ids, block_size=8)
@@ -337,7 +355,7 @@ def test_freezing_embeddings_keeps_them(tmp_path):
 
 def test_lora_checkpoints_hold_the_adapter_and_resume(tmp_path):
     peft = pytest.importorskip("peft")
-    from gpt2lab.training.finetuning import wrap_lora
+    from gpt2lab.training.lora import wrap_lora
 
     data = PackedBlocks(token_stream(), 16)
     cfg = quiet(max_steps=6, checkpoint_every=3, keep_last=2)

@@ -1,10 +1,12 @@
 """Training loop for GPT-2-style models, on top of Hugging Face ``accelerate``.
 
 One loop serves training from scratch (the embedded model) and fine-tuning (``gpt2lab.finetune``):
-the same code runs on a CPU, one GPU with bf16/fp16 autocast, or several GPUs when started with
-``accelerate launch`` / ``torchrun``. It adds what a course needs around the optimisation step:
+the same code runs on a CPU, one GPU with bf16/fp16 autocast, or several processes when started with
+``accelerate launch --multi_gpu`` / ``torchrun`` (one per GPU, joined by NCCL; or CPU processes, joined
+by gloo, when the config's device is "cpu"). It adds what a course needs around the optimisation step:
 
-* deterministic, resumable data order: the batch of step ``s`` is a function of (seed, s) only;
+* deterministic, resumable data order: the batch of step ``s`` is a function of (seed, s) only, and
+  with several processes each takes its own slice of it (:func:`process_batch_indices`);
 * warmup then cosine decay; gradient accumulation; gradient clipping;
 * periodic validation loss, samples and a tqdm bar with the running loss;
 * atomic checkpoints (written to a temporary folder, then renamed) keeping the last K, and resume
@@ -30,8 +32,8 @@ from gpt2lab.files import TMP_PREFIX, atomic_folder, discard_folder, write_json
 __all__ = ["CHECKPOINT_PREFIX", "STATE_FILE", "BEST_DIR", "RandomWindows", "PackedBlocks", "collate",
            "sample_indices", "MAX_STORED_ORDER", "TrainConfig", "TrainResult", "lr_at", "list_checkpoints",
            "latest_checkpoint", "is_peft_model", "save_checkpoint", "save_best", "read_best",
-           "read_checkpoint_state", "load_checkpoint_weights", "evaluate_loss", "freeze_embeddings", "train",
-           "sample_text"]
+           "read_checkpoint_state", "load_checkpoint_weights", "evaluate_loss", "freeze_embeddings",
+           "process_batch_indices", "train", "sample_text"]
 
 CHECKPOINT_PREFIX = "checkpoint-"
 STATE_FILE = "trainer_state.json"
@@ -437,6 +439,18 @@ def freeze_embeddings(model) -> int:
     return frozen
 
 
+def process_batch_indices(n_items: int, seed: int, step: int, micro: int, batch_size: int, grad_accum: int,
+                          rank: int = 0, world: int = 1) -> list[int]:
+    """The items process ``rank`` of ``world`` trains on in micro-batch ``micro`` of optimizer step ``step``.
+
+    The processes take consecutive, disjoint slices of one stream of shuffled epochs
+    (:func:`sample_indices`): a step uses ``batch_size * grad_accum * world`` positions of the stream, so
+    within an epoch no item is seen twice and none is skipped, whatever the number of processes."""
+    per_step = batch_size * grad_accum * world
+    first = step * per_step + micro * batch_size * world + rank * batch_size
+    return sample_indices(n_items, seed, first, batch_size)
+
+
 def train(model, train_data, val_data=None, config: TrainConfig | None = None, *, tokenizer=None,
           output_dir: str | Path | None = None, resume: bool = True,
           on_log: Callable[[dict], None] | None = None,
@@ -450,23 +464,28 @@ def train(model, train_data, val_data=None, config: TrainConfig | None = None, *
     on_log: called with each history record (every ``log_every`` steps and at evaluations).
     on_sample: called with (step, text) for the samples drawn every ``sample_every`` steps.
     Returns a :class:`TrainResult` with the loss history. The history's ``loss`` is the mean
-    training loss over the steps since the previous record.
-    """
-    from accelerate import Accelerator
-    from tqdm.auto import tqdm
+    training loss over the steps since the previous record; ``tokens`` counts the trained (label)
+    tokens of all processes.
 
+    Several processes (``accelerate launch``): each trains on its own slice of every step's batch
+    (:func:`process_batch_indices`), gradients are averaged by accelerate (DDP), and only the main
+    process writes checkpoints, best weights and samples. Raises ValueError for a config that is not
+    allowed, or a model with nothing to train.
+    """
     cfg = config or TrainConfig()
     cfg.validate()
     if cfg.keep_best and (val_data is None or output_dir is None):
         raise ValueError("keep_best=True needs validation data (val_data) and an output_dir to keep the best "
                          "weights in")
-    _forget_earlier_accelerator()
-    accelerator = Accelerator(mixed_precision=_mixed_precision(cfg.mixed_precision, cfg.device),
-                              gradient_accumulation_steps=cfg.grad_accum, cpu=cfg.device == "cpu")
-    torch.manual_seed(cfg.seed)
+    run = _Training(model, train_data, val_data, cfg, tokenizer, output_dir, on_log, on_sample)
+    run.start(resume)
+    for step in range(run.start_step, cfg.max_steps):
+        run.step(step)
+    return run.finish()
 
-    if cfg.freeze_embeddings:
-        freeze_embeddings(model)
+
+def _optimizer(model, cfg: TrainConfig):
+    """AdamW (weight decay on matrices only) and the warmup + cosine schedule, in optimizer steps."""
     decay, no_decay = [], []
     for _name, param in model.named_parameters():
         if param.requires_grad:
@@ -477,110 +496,158 @@ def train(model, train_data, val_data=None, config: TrainConfig | None = None, *
                                    {"params": no_decay, "weight_decay": 0.0}],
                                   lr=cfg.learning_rate, betas=tuple(cfg.betas))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_at(s, cfg) / cfg.learning_rate)
+    return optimizer, scheduler
 
-    start_step = 0
-    history: list = []
-    tokens_seen = 0
-    last_ckpt = None
-    resumed_from = None
-    if output_dir is not None and resume:
-        resumed_from = latest_checkpoint(output_dir)
+
+class _Training:
+    """One call of :func:`train`: set up, resume, then one optimizer step at a time."""
+
+    def __init__(self, model, train_data, val_data, cfg: TrainConfig, tokenizer, output_dir, on_log, on_sample):
+        from accelerate import Accelerator
+
+        _forget_earlier_accelerator()
+        self.accelerator = Accelerator(mixed_precision=_mixed_precision(cfg.mixed_precision, cfg.device),
+                                       gradient_accumulation_steps=cfg.grad_accum, cpu=cfg.device == "cpu")
+        torch.manual_seed(cfg.seed)
+        if cfg.freeze_embeddings:
+            freeze_embeddings(model)
+        self.optimizer, self.scheduler = _optimizer(model, cfg)
+        self.model, self.train_data, self.val_data, self.cfg = model, train_data, val_data, cfg
+        self.tokenizer, self.output_dir, self.on_log, self.on_sample = tokenizer, output_dir, on_log, on_sample
+        self.start_step, self.history, self.tokens_seen, self.pending_tokens = 0, [], 0, 0
+        self.last_ckpt, self.best = None, None
+        self.world, self.rank = self.accelerator.num_processes, self.accelerator.process_index
+        self.main = self.accelerator.is_main_process
+
+    def start(self, resume: bool) -> None:
+        from tqdm.auto import tqdm
+
+        cfg, accelerator = self.cfg, self.accelerator
+        resumed_from = latest_checkpoint(self.output_dir) if self.output_dir is not None and resume else None
         if resumed_from is not None:
-            load_checkpoint_weights(model, resumed_from)
-            optimizer.load_state_dict(torch.load(resumed_from / "optimizer.pt", weights_only=True))
-            scheduler.load_state_dict(torch.load(resumed_from / "scheduler.pt", weights_only=True))
+            load_checkpoint_weights(self.model, resumed_from)
+            self.optimizer.load_state_dict(torch.load(resumed_from / "optimizer.pt", weights_only=True))
+            self.scheduler.load_state_dict(torch.load(resumed_from / "scheduler.pt", weights_only=True))
             state = read_checkpoint_state(resumed_from)
-            start_step = int(state["step"])
-            history = state.get("history", [])
-            tokens_seen = int(state.get("tokens_seen", 0))
-            last_ckpt = resumed_from
-            accelerator.print(f"gpt2lab: resuming from {resumed_from} (step {start_step})")
+            self.start_step, self.history = int(state["step"]), state.get("history", [])
+            self.tokens_seen, self.last_ckpt = int(state.get("tokens_seen", 0)), resumed_from
+            accelerator.print(f"gpt2lab: resuming from {resumed_from} (step {self.start_step})")
+        # the scheduler is not prepared: accelerate would step it once per process, while here the
+        # schedule is defined in optimizer steps whatever the number of processes
+        self.model, self.optimizer = accelerator.prepare(self.model, self.optimizer)
+        self.scaler = getattr(accelerator, "scaler", None)
+        if resumed_from is not None:
+            _restore_rng(resumed_from)
+            if self.scaler is not None and (resumed_from / "scaler.pt").is_file():
+                self.scaler.load_state_dict(torch.load(resumed_from / "scaler.pt", weights_only=True))
+            # a resumed run continues against the best it had kept (a fresh run replaces any old one)
+            self.best = read_best(self.output_dir) if cfg.keep_best else None
+            if self.best is not None and self.best["step"] > self.start_step:  # kept by a later run: not ours
+                self.best = None
+        self.model.train()
+        self.t0, self.cpu0 = time.perf_counter(), time.process_time()
+        self.bar = tqdm(total=cfg.max_steps, initial=self.start_step, desc="training",
+                        disable=not (cfg.progress and self.main))
+        # losses stay on the device between records: reading one back every step would stall a GPU
+        self.loss_sum = torch.zeros((), device=accelerator.device)
+        self.steps_in_sum = 0
 
-    # the scheduler is not prepared: accelerate would step it once per process, while here the
-    # schedule is defined in optimizer steps whatever the number of processes
-    model, optimizer = accelerator.prepare(model, optimizer)
-    scaler = getattr(accelerator, "scaler", None)
-    if resumed_from is not None:
-        _restore_rng(resumed_from)
-        if scaler is not None and (resumed_from / "scaler.pt").is_file():
-            scaler.load_state_dict(torch.load(resumed_from / "scaler.pt", weights_only=True))
-    model.train()
-    # a resumed run continues against the best it had kept (a fresh run replaces any old one)
-    best = read_best(output_dir) if cfg.keep_best and resumed_from is not None else None
-    if best is not None and best["step"] > start_step:  # kept by a later run than the checkpoint: not ours
-        best = None
-    world, rank = accelerator.num_processes, accelerator.process_index
-    per_step = cfg.batch_size * cfg.grad_accum * world
-    t0, cpu0 = time.perf_counter(), time.process_time()
-    bar = tqdm(total=cfg.max_steps, initial=start_step, desc="training", disable=not (cfg.progress and
-                                                                                        accelerator.is_main_process))
-    # losses stay on the device between records: reading one back every step would stall a GPU
-    loss_sum = torch.zeros((), device=accelerator.device)
-    steps_in_sum = 0
-    for step in range(start_step, cfg.max_steps):
+    def step(self, step: int) -> None:
+        cfg = self.cfg
         for micro in range(cfg.grad_accum):
-            first = step * per_step + micro * cfg.batch_size * world + rank * cfg.batch_size
-            batch = collate([train_data[i] for i in sample_indices(len(train_data), cfg.seed, first,
-                                                                    cfg.batch_size)])
-            tokens_seen += int((batch["labels"] != -100).sum()) * world
-            batch = {k: v.to(accelerator.device, non_blocking=True) for k, v in batch.items()}
-            labels = batch.pop("labels")
-            with accelerator.accumulate(model):
-                logits = model(**batch).logits
-                loss = torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.size(-1)),
-                                                         labels.reshape(-1), ignore_index=-100)
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and cfg.grad_clip:
-                    accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                optimizer.step()
-                if accelerator.sync_gradients:
-                    scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-            loss_sum += loss.detach() / cfg.grad_accum
-        steps_in_sum += 1
+            self._micro_step(step, micro)
+        self.steps_in_sum += 1
         done = step + 1
-        record = None
-        if done % cfg.log_every == 0 or done == cfg.max_steps:
-            record = {"step": done, "loss": round(loss_sum.item() / steps_in_sum, 5),
-                      "lr": scheduler.get_last_lr()[0], "tokens": tokens_seen,
-                      "seconds": round(time.perf_counter() - t0, 3),
-                      "cpu_seconds": round(time.process_time() - cpu0, 3)}
-            loss_sum.zero_()
-            steps_in_sum = 0
-        if val_data is not None and (done % cfg.eval_every == 0 or done == cfg.max_steps):
-            record = record or {"step": done}
-            record["val_loss"] = round(evaluate_loss(accelerator.unwrap_model(model), val_data, cfg.batch_size,
-                                                     cfg.eval_batches, accelerator.device), 5)
-            improved = best is None or record["val_loss"] < best["val_loss"]
-            if cfg.keep_best and accelerator.is_main_process and improved:
-                path = save_best(output_dir, done, record["val_loss"], accelerator.unwrap_model(model), tokenizer)
-                best = {"step": done, "val_loss": record["val_loss"], "path": str(path)}
+        last = done == cfg.max_steps
+        saving = self.output_dir is not None and ((cfg.checkpoint_every and done % cfg.checkpoint_every == 0)
+                                                  or last)
+        logging = done % cfg.log_every == 0 or last
+        evaluating = self.val_data is not None and (done % cfg.eval_every == 0 or last)
+        if logging or saving or evaluating:
+            self._count_tokens()
+        record = self._log_record(done) if logging else None
+        if evaluating:
+            record = self._evaluate(done, record or {"step": done})
         if record:
-            history.append(record)
-            if on_log:
-                on_log(record)
-            postfix = {k: f"{record[k]:.3f}" for k in ("loss", "val_loss") if k in record}
-            bar.set_postfix(postfix, refresh=False)
-        if cfg.sample_every and tokenizer is not None and done % cfg.sample_every == 0 \
-                and accelerator.is_main_process:
-            text = sample_text(accelerator.unwrap_model(model), tokenizer, cfg.sample_prompt, cfg.sample_tokens)
-            bar.write(f"--- sample at step {done} ---\n{text}")
-            if on_sample:
-                on_sample(done, text)
-        if output_dir is not None and accelerator.is_main_process and (
-                (cfg.checkpoint_every and done % cfg.checkpoint_every == 0) or done == cfg.max_steps):
-            last_ckpt = save_checkpoint(output_dir, done, accelerator.unwrap_model(model), optimizer, scheduler,
-                                        tokenizer, {"history": history, "tokens_seen": tokens_seen,
-                                                    "config": _jsonable(asdict(cfg))}, cfg.keep_last, scaler)
-        bar.update(1)
-    bar.close()
-    accelerator.wait_for_everyone()
-    model = accelerator.unwrap_model(model)
-    model.eval()
-    return TrainResult(steps=max(cfg.max_steps, start_step), history=history, tokens_seen=tokens_seen,
-                       seconds=time.perf_counter() - t0, last_checkpoint=str(last_ckpt) if last_ckpt else None,
-                       best_checkpoint=best["path"] if best else None, best_step=best["step"] if best else None,
-                       best_val_loss=best["val_loss"] if best else None)
+            self.history.append(record)
+            if self.on_log:
+                self.on_log(record)
+            self.bar.set_postfix({k: f"{record[k]:.3f}" for k in ("loss", "val_loss") if k in record}, refresh=False)
+        if cfg.sample_every and self.tokenizer is not None and done % cfg.sample_every == 0 and self.main:
+            text = sample_text(self.accelerator.unwrap_model(self.model), self.tokenizer, cfg.sample_prompt,
+                               cfg.sample_tokens)
+            self.bar.write(f"--- sample at step {done} ---\n{text}")
+            if self.on_sample:
+                self.on_sample(done, text)
+        if saving and self.main:
+            self.last_ckpt = save_checkpoint(
+                self.output_dir, done, self.accelerator.unwrap_model(self.model), self.optimizer, self.scheduler,
+                self.tokenizer, {"history": self.history, "tokens_seen": self.tokens_seen,
+                                 "config": _jsonable(asdict(cfg))}, cfg.keep_last, self.scaler)
+        self.bar.update(1)
+
+    def _micro_step(self, step: int, micro: int) -> None:
+        cfg, accelerator, model = self.cfg, self.accelerator, self.model
+        indices = process_batch_indices(len(self.train_data), cfg.seed, step, micro, cfg.batch_size, cfg.grad_accum,
+                                        self.rank, self.world)
+        batch = collate([self.train_data[i] for i in indices])
+        self.pending_tokens += int((batch["labels"] != -100).sum())
+        batch = {k: v.to(accelerator.device, non_blocking=True) for k, v in batch.items()}
+        labels = batch.pop("labels")
+        with accelerator.accumulate(model):
+            logits = model(**batch).logits
+            loss = torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.size(-1)),
+                                                     labels.reshape(-1), ignore_index=-100)
+            accelerator.backward(loss)
+            if accelerator.sync_gradients and cfg.grad_clip:
+                accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            self.optimizer.step()
+            if accelerator.sync_gradients:
+                self.scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        self.loss_sum += loss.detach() / cfg.grad_accum
+
+    def _count_tokens(self) -> None:
+        """Add the tokens every process trained on since the last count (a sum across processes)."""
+        pending = self.pending_tokens
+        if self.world > 1:
+            total = self.accelerator.reduce(torch.tensor(pending, device=self.accelerator.device), "sum")
+            pending = int(total.item())
+        self.tokens_seen += pending
+        self.pending_tokens = 0
+
+    def _log_record(self, done: int) -> dict:
+        record = {"step": done, "loss": round(self.loss_sum.item() / self.steps_in_sum, 5),
+                  "lr": self.scheduler.get_last_lr()[0], "tokens": self.tokens_seen,
+                  "seconds": round(time.perf_counter() - self.t0, 3),
+                  "cpu_seconds": round(time.process_time() - self.cpu0, 3)}
+        self.loss_sum.zero_()
+        self.steps_in_sum = 0
+        return record
+
+    def _evaluate(self, done: int, record: dict) -> dict:
+        """Add the validation loss to ``record``; keep the weights when they are the best so far."""
+        cfg, model = self.cfg, self.accelerator.unwrap_model(self.model)
+        record["val_loss"] = round(evaluate_loss(model, self.val_data, cfg.batch_size, cfg.eval_batches,
+                                                 self.accelerator.device), 5)
+        improved = self.best is None or record["val_loss"] < self.best["val_loss"]
+        if cfg.keep_best and improved:
+            if self.main:
+                save_best(self.output_dir, done, record["val_loss"], model, self.tokenizer)
+            self.best = {"step": done, "val_loss": record["val_loss"], "path": str(Path(self.output_dir, BEST_DIR))}
+        return record
+
+    def finish(self) -> TrainResult:
+        self.bar.close()
+        self.accelerator.wait_for_everyone()
+        model = self.accelerator.unwrap_model(self.model)
+        model.eval()
+        best = self.best
+        return TrainResult(steps=max(self.cfg.max_steps, self.start_step), history=self.history,
+                           tokens_seen=self.tokens_seen, seconds=time.perf_counter() - self.t0,
+                           last_checkpoint=str(self.last_ckpt) if self.last_ckpt else None,
+                           best_checkpoint=best["path"] if best else None, best_step=best["step"] if best else None,
+                           best_val_loss=best["val_loss"] if best else None)
 
 
 def _jsonable(d: dict) -> dict:

@@ -115,8 +115,8 @@ class NoveltyIndex:
     @classmethod
     def from_data(cls, data, n: int = 8, level: str = "word", tokenizer=None, **read_settings) -> NoveltyIndex:
         """Index the training texts of a fine-tuning data file (validation part left out), read with
-        the same settings as :func:`gpt2lab.finetune` (see :func:`gpt2lab.training.finetuning.training_texts`)."""
-        from gpt2lab.training.finetuning import training_texts
+        the same settings as :func:`gpt2lab.finetune` (see :func:`gpt2lab.training.reading.training_texts`)."""
+        from gpt2lab.training.reading import training_texts
 
         return cls(training_texts(data, **read_settings), n=n, level=level, tokenizer=tokenizer)
 
@@ -124,7 +124,7 @@ class NoveltyIndex:
     def from_run(cls, run, n: int = 8, level: str = "word", tokenizer=None, checkpoint_dir="checkpoint"
                  ) -> NoveltyIndex:
         """Index the training texts of a fine-tuning run (its data file and settings from run.json)."""
-        from gpt2lab.training.finetuning import find_checkpoint, read_run
+        from gpt2lab.training.runs import find_checkpoint, read_run
 
         run_dir, _ = find_checkpoint(run, checkpoint_dir)
         info = read_run(run_dir)

@@ -51,9 +51,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import transformers
 
-from gpt2lab import course, data
-from gpt2lab.training import finetuning
-from gpt2lab.training import loop as training
+from gpt2lab import course, data, training
 from gpt2lab.training.memorisation import NoveltyIndex
 
 transformers.logging.set_verbosity_error()  # long texts trigger a harmless "longer than the context" notice
@@ -82,8 +80,8 @@ does not tokenise again.
 
 nb.code("""
 shakespeare_file = data.fetch("tinyshakespeare/input.txt")
-prepared = finetuning.prepare_data(shakespeare_file, copy.deepcopy(lm.tokenizer))
-blocks = finetuning.StreamBlocks(prepared.train, BLOCK)
+prepared = training.prepare_data(shakespeare_file, copy.deepcopy(lm.tokenizer))
+blocks = training.StreamBlocks(prepared.train, BLOCK)
 print(prepared.report)
 print(f"\\n{len(blocks):,} blocks; {100 * blocks.waste:.3f} % of positions are not trained on")
 print("\\nblock 1 as the model sees it:\\n" + lm.decode(blocks[1]["input_ids"]))
@@ -211,9 +209,9 @@ print(f"{len(texts)} rows, e.g.:", *texts[:3], sep="\\n  ")
 tokenizer = copy.deepcopy(lm.tokenizer)
 model = copy.deepcopy(lm.model)
 print(f"\\nbefore: {len(tokenizer):,} tokens, embedding {tuple(model.get_input_embeddings().weight.shape)}")
-finetuning.add_start_token(model, tokenizer)
+training.add_start_token(model, tokenizer)
 print(f"after:  {len(tokenizer):,} tokens, embedding {tuple(model.get_input_embeddings().weight.shape)}")
-wrapped = finetuning.prepare_data(short_texts, tokenizer)
+wrapped = training.prepare_data(short_texts, tokenizer)
 print("\\none training example:", tokenizer.decode(wrapped.train[0].tolist()))
 print(wrapped.report)
 """)
@@ -338,20 +336,20 @@ display(widgets.VBox([widgets.HBox([temperature_w, n_w, seed_w]), out]))
 
 nb.exercise("""
 **Bad data.** Write a small CSV (with a `text` header) that has an empty row on line 4 and a row with
-the byte `0xff` in it on line 6. Call `finetuning.prepare_data` on it with a copy of `lm`'s tokenizer
-(add the start token first with `finetuning.add_start_token`) and print the error. Then read it again
+the byte `0xff` in it on line 6. Call `training.prepare_data` on it with a copy of `lm`'s tokenizer
+(add the start token first with `training.add_start_token`) and print the error. Then read it again
 with `bad_rows="skip"` and check in the report that exactly those two rows were left out.
 """, solution="""
 bad_csv = Path("bad_rows.csv")
 bad_csv.write_bytes(b"text\\nA first fine row.\\nA second fine row.\\n\\nA third fine row.\\nbroken \\xff row\\n"
                     b"A last fine row.\\n")
 tok = copy.deepcopy(lm.tokenizer)
-finetuning.add_start_token(copy.deepcopy(lm.model), tok)
+training.add_start_token(copy.deepcopy(lm.model), tok)
 try:
-    finetuning.prepare_data(bad_csv, tok, cache_dir=False)
-except finetuning.DataError as err:
+    training.prepare_data(bad_csv, tok, cache_dir=False)
+except training.DataError as err:
     print("refused:", err)
-kept = finetuning.prepare_data(bad_csv, tok, cache_dir=False, bad_rows="skip", val_fraction=0)
+kept = training.prepare_data(bad_csv, tok, cache_dir=False, bad_rows="skip", val_fraction=0)
 print()
 print(kept.report)
 assert [(i.line, i.kind) for i in kept.report.issues] == [(4, "empty"), (6, "undecodable")]

@@ -150,3 +150,29 @@ def test_bad_arguments_are_refused_clearly(tiny_lm):
         attribution.deletion_curve(tiny_lm, res, metric="auc")
     with pytest.raises(ValueError, match="mode="):
         attribution.deletion_curve(tiny_lm, res, mode="shuffle")
+
+
+def test_a_registered_method_is_compared_like_the_built_in_ones(tiny_lm):
+    """Adding a method is one decorated function; compare_attributions then runs it by name."""
+    import gpt2lab
+    from gpt2lab.explain import attribution
+
+    assert list(attribution.registered_methods())[:len(attribution.METHODS)] == list(attribution.METHODS)
+    assert attribution.CAPTUM_METHODS == ("occlusion", "shapley", "integrated_gradients")
+    assert all(m.source and m.description for m in attribution.registered_methods().values())
+
+    @attribution.register_method("word_length_test", description="characters per word", source="this test")
+    def _length(lm, inp, options):
+        return np.array([len(w.text) for w in inp.split.words], dtype=float)
+
+    try:
+        res = gpt2lab.compare_attributions(tiny_lm, SENTENCE, methods=("word_length_test", "leave_one_out"),
+                                           progress=False)
+        assert res.scores["word_length_test"].tolist() == [1, 10, 2, 4, 3, 3, 1, 3]
+        assert list(res.scores) == ["word_length_test", "leave_one_out"]
+        with pytest.raises(ValueError, match="already registered"):
+            attribution.register_method("word_length_test", description="again", source="this test")
+    finally:
+        del attribution._REGISTRY["word_length_test"]
+    with pytest.raises(ValueError, match=r"choose from the registered methods \['importance', 'occlusion'"):
+        gpt2lab.compare_attributions(tiny_lm, SENTENCE, methods=("word_length_test",), progress=False)

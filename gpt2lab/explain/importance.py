@@ -55,6 +55,7 @@ import types
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -63,6 +64,9 @@ from gpt2lab import files
 from gpt2lab.explain.words import WordSplit, split_tokens, split_words
 from gpt2lab.fingerprint import model_fingerprint
 from gpt2lab.tokens import bos_id, pad_id, right_pad
+
+if TYPE_CHECKING:
+    from gpt2lab.loading import LM
 
 __all__ = ["OUTPUTS", "UNITS", "NORMALISERS", "DEFAULT_SCALE_FACTOR", "CORPUS_SENTENCES",
            "ImportanceSettings", "WordImportance", "frozen", "phi", "last_hidden", "corpus_sentences",
@@ -503,161 +507,250 @@ class _Settling:
         return [b for b in texts_on if worst[b] < self.tol]
 
 
-def _search(lm, splits: list[WordSplit], s: ImportanceSettings, scale: float, r2, max_rows: int,
-            record_every, progress: bool, stored: dict) -> list[WordImportance]:
-    """Optimise sigma for a group of texts at once (one Adam over all their rho)."""
-    from tqdm.auto import tqdm
+@dataclass
+class _Problem:
+    """A group of texts made ready for the search (the set-up): fixed while sigma is optimised.
 
-    t0 = time.perf_counter()
+    Units are the words (or pieces) of all texts numbered globally; ``first[b]`` is text b's first
+    unit, and unit ``total`` is a dummy with sigma 0 that BOS and padding positions point at.
+    """
+
+    splits: list[WordSplit]
+    lengths: list[int]  # positions per row (BOS included)
+    x: torch.Tensor  # (n, width, D) input embeddings
+    mask: torch.Tensor  # (n, width) attention mask
+    last: torch.Tensor  # (n,) position explained in each row
+    unit_of: torch.Tensor  # (n, width) position -> global unit
+    owner: torch.Tensor  # (total,) unit -> text
+    first: np.ndarray  # (n + 1,) unit offsets
+    target: torch.Tensor  # (n, out) Phi(x), computed once
+    norm: torch.Tensor  # (n, out) r^2 per output dimension
+    probs: torch.Tensor  # (n, vocab) next-piece distribution of the clean text
+    weight: torch.Tensor  # (n,) units per text
+    generators: list[torch.Generator]  # one noise stream per text
+
+    @property
+    def n(self) -> int:
+        return len(self.splits)
+
+    @property
+    def total(self) -> int:
+        return int(self.first[-1])
+
+
+def _set_up(lm: LM, splits: list[WordSplit], s: ImportanceSettings, r2) -> _Problem:
+    """Pad the texts into one batch, map positions to units and compute Phi(x) and r^2 once."""
     model, device = lm.model, lm.device
     n = len(splits)
     rows = [([bos_id(lm.tokenizer)] if s.bos else []) + list(sp.input_ids) for sp in splits]
     ids, mask, last = right_pad(rows, pad_id(lm.tokenizer), device)
-    width = ids.shape[1]
     shift = int(s.bos)
-
-    # token position -> global unit index; BOS and padding point at a dummy unit with sigma 0
     n_units = [sp.n_words for sp in splits]
     first = np.cumsum([0] + n_units)
     total = int(first[-1])
-    unit_of = torch.full((n, width), total, dtype=torch.long)
+    unit_of = torch.full((n, ids.shape[1]), total, dtype=torch.long)
     for b, sp in enumerate(splits):
         unit_of[b, shift:shift + sp.n_tokens] = torch.tensor(sp.token_to_word, dtype=torch.long) + int(first[b])
-    unit_of = unit_of.to(device)
-    owner = torch.repeat_interleave(torch.arange(n), torch.tensor(n_units)).to(device)  # unit -> text
-
+    owner = torch.repeat_interleave(torch.arange(n), torch.tensor(n_units)).to(device)
     generators = []
     for sp in splits:
         gen = torch.Generator(device=device)
         gen.manual_seed(text_seed(s.seed, sp.text))
         generators.append(gen)
+    with torch.no_grad():
+        x = model.get_input_embeddings()(ids).detach()  # (n, width, D)
+        hidden = last_hidden(model, x, last, mask)
+        logits = model.get_output_embeddings()(hidden).float()
+        target = logits if s.output == "logits" else hidden.float()
+        probs = torch.softmax(logits, dim=-1)
+    norm = (r2.unsqueeze(0).expand(n, -1) if r2 is not None
+            else target.pow(2).mean(dim=1, keepdim=True).clamp_min(1e-12).expand_as(target))
+    weight = torch.zeros(n, device=device).index_add_(0, owner, torch.ones(total, device=device))
+    return _Problem(splits=splits, lengths=[len(r) for r in rows], x=x, mask=mask, last=last,
+                    unit_of=unit_of.to(device), owner=owner, first=first, target=target, norm=norm, probs=probs,
+                    weight=weight, generators=generators)
+
+
+@dataclass
+class _Active:
+    """The texts still being optimised and their rows (each text repeated once per noise sample)."""
+
+    texts: list[int]
+    units: torch.Tensor  # (total,) bool: unit belongs to a running text
+    on: torch.Tensor  # (n,) bool: text is running
+    rows: types.SimpleNamespace  # the problem's per-row tensors, gathered for the running texts
+
+
+def _gather(p: _Problem, active: list[bool], k: int) -> _Active:
+    """Gather the rows of the running texts anew (a settled text then costs nothing)."""
+    device = p.x.device
+    texts = [b for b in range(p.n) if active[b]]
+    text_rows = torch.tensor(texts, device=device).repeat_interleave(k)
+    units = torch.tensor([active[int(o)] for o in p.owner.tolist()], device=device)
+    on = torch.zeros(p.n, dtype=torch.bool, device=device)
+    on[texts] = True
+    return _Active(texts=texts, units=units, on=on, rows=types.SimpleNamespace(
+        text=text_rows, x=p.x[text_rows], mask=p.mask[text_rows], last=p.last[text_rows],
+        unit=p.unit_of[text_rows], target=p.target[text_rows], norm=p.norm[text_rows]))
+
+
+def _noise(p: _Problem, act: _Active, k: int) -> torch.Tensor:
+    """(running texts x k, width, D) standard normal noise; each text draws from its own generator,
+    so its noise does not depend on which other texts share the batch."""
+    width, dim = p.x.shape[1], p.x.shape[2]
+    noise = torch.zeros((len(act.texts), k, width, dim), device=p.x.device, dtype=p.x.dtype)
+    for j, b in enumerate(act.texts):
+        noise[j, :, :p.lengths[b]] = torch.randn((k, p.lengths[b], dim), generator=p.generators[b],
+                                                 device=p.x.device, dtype=p.x.dtype)
+    return noise.view(len(act.texts) * k, width, dim)
+
+
+def _step(model, p: _Problem, act: _Active, rho: torch.Tensor, optimiser, schedule, s: ImportanceSettings,
+          scale: float, max_rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimisation step for the running texts: K noise samples each, the loss and its gradient,
+    one Adam step. Returns (loss per text (n,), rho before the step)."""
     k = s.samples
+    x, r = p.x, act.rows
+    rows_on = len(act.texts) * k
+    noise = _noise(p, act, k)
+    zero = torch.zeros(1, device=x.device)
+    optimiser.zero_grad(set_to_none=True)
+    fit = torch.zeros(p.n, device=x.device)
+    for a in range(0, rows_on, max_rows):  # chunks bound the memory; gradients accumulate
+        z = slice(a, min(a + max_rows, rows_on))
+        sigma_tok = torch.cat([scale * torch.sigmoid(rho), zero])[r.unit[z]]
+        x_tilde = r.x[z] + sigma_tok.unsqueeze(-1).to(x.dtype) * noise[z]
+        out = phi(model, x_tilde, r.last[z], r.mask[z], s.output)
+        per_row = ((out - r.target[z]).pow(2) / r.norm[z]).mean(dim=1) / k
+        per_row.sum().backward()
+        fit.index_add_(0, r.text[z], per_row.detach())
+    log_sigma = math.log(scale) + torch.nn.functional.logsigmoid(rho)  # stable for very negative rho
+    entropy = torch.zeros(p.n, device=x.device).index_add_(0, p.owner, log_sigma * act.units) / p.weight
+    (-s.rate * entropy.sum()).backward()
+    held = rho.detach().clone()
+    optimiser.step()
+    with torch.no_grad():  # Adam's momentum must not move the sigma of a text that has stopped
+        rho.copy_(torch.where(act.units, rho, held))
+    schedule.step()
+    return fit - s.rate * entropy.detach(), held
 
-    rho = torch.full((total,), math.log(s.init / (1 - s.init)), device=device, requires_grad=True)
-    optimiser = torch.optim.Adam([rho], lr=s.lr)
-    # cosine decay: big steps while sigma travels, small ones so that it settles (and the kept best is stable)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimiser, lambda t: s.final_lr_ratio + (1 - s.final_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t / s.steps)))
-    best_loss = torch.full((n,), float("inf"), device=device)
-    best_rho = rho.detach().clone()
-    best_step = torch.zeros(n, dtype=torch.long, device=device)
-    # "keep the best sigma" judged on smoothed values: one step's loss is a noisy estimate, and a
-    # lucky draw would otherwise pin an early, unconverged sigma as "best" for good
-    ema_loss = torch.zeros(n, device=device)
-    ema_rho = torch.zeros(total, device=device)
-    trace = torch.zeros((s.steps, n), device=device)  # stays on the device: no sync per step
-    snapshots, snap_steps, snap_times = [], [], []
-    zero = torch.zeros(1, device=device)
 
-    with frozen(model):
-        embed = model.get_input_embeddings()
-        with torch.no_grad():
-            x = embed(ids).detach()  # (n, width, D)
-            hidden = last_hidden(model, x, last, mask)
-            logits = model.get_output_embeddings()(hidden).float()
-            target = logits if s.output == "logits" else hidden.float()  # Phi(x): computed once
-            probs = torch.softmax(logits, dim=-1)
-        norm = (r2.unsqueeze(0).expand(n, -1) if r2 is not None
-                else target.pow(2).mean(dim=1, keepdim=True).clamp_min(1e-12).expand_as(target))
-        dim = x.shape[-1]
-        weight = torch.zeros(n, device=device).index_add_(0, owner, torch.ones(total, device=device))
+class _Best:
+    """The best sigma so far of every text, judged on smoothed values: one step's loss is a noisy
+    estimate, and a lucky draw would otherwise pin an early, unconverged sigma as "best" for good.
+    Loss and rho are exponential moving averages (factor ``smoothing``, debiased like Adam's)."""
 
-        # texts stop one by one (see stop_tol); the rows of the texts still running are gathered anew
-        # whenever one stops, so a settled text costs nothing from then on
-        active = [True] * n
-        steps_run = [s.steps] * n
-        watch = _Settling(s.stop_tol, s.patience, first) if s.stop_tol is not None else None
+    def __init__(self, p: _Problem, rho: torch.Tensor, smoothing: float):
+        device = rho.device
+        self.owner, self.smoothing = p.owner, smoothing
+        self.loss = torch.full((p.n,), float("inf"), device=device)
+        self.rho = rho.detach().clone()
+        self.step = torch.zeros(p.n, dtype=torch.long, device=device)
+        self.ema_loss = torch.zeros(p.n, device=device)
+        self.ema_rho = torch.zeros_like(self.rho)
+        self.debias = 1.0
 
-        def gather():
-            texts_on = [b for b in range(n) if active[b]]
-            text_rows = torch.tensor(texts_on, device=device).repeat_interleave(k)
-            units_on = torch.tensor([active[int(o)] for o in owner.tolist()], device=device)
-            return texts_on, units_on, types.SimpleNamespace(
-                text=text_rows, x=x[text_rows], mask=mask[text_rows], last=last[text_rows],
-                unit=unit_of[text_rows], target=target[text_rows], norm=norm[text_rows])
+    def update(self, step: int, loss: torch.Tensor, rho: torch.Tensor, act: _Active) -> None:
+        c = self.smoothing
+        self.ema_loss = torch.where(act.on, self.ema_loss * c + (1 - c) * loss, self.ema_loss)
+        self.ema_rho = torch.where(act.units, self.ema_rho * c + (1 - c) * rho, self.ema_rho)
+        self.debias = 1 - c ** (step + 1)
+        smooth = self.ema_loss / self.debias
+        better = (smooth < self.loss) & act.on  # keep the sigma with each text's lowest (smoothed) loss
+        self.loss = torch.where(better, smooth, self.loss)
+        self.step = torch.where(better, torch.full_like(self.step, step), self.step)
+        self.rho = torch.where(better[self.owner], self.ema_rho / self.debias, self.rho)
 
-        texts_on, units_on, on_rows = gather()
-        bar = tqdm(range(s.steps), desc=f"word importance ({n} text{'s' if n > 1 else ''})", disable=not progress,
-                   leave=False)
+    def kept_log_sigma(self) -> torch.Tensor:
+        return torch.nn.functional.logsigmoid(self.rho)
+
+    def current_log_sigma(self) -> torch.Tensor:
+        return torch.nn.functional.logsigmoid(self.ema_rho / self.debias)
+
+
+class _Recorder:
+    """The kept sigma every ``every`` steps (``WordImportance.sigma_trace``), when asked for."""
+
+    def __init__(self, every: int | None, scale: float, t0: float):
+        self.every, self.scale, self.t0 = every, scale, t0
+        self.sigmas, self.steps, self.times = [], [], []
+
+    def maybe(self, done: int, best: _Best, last: bool = False) -> None:
+        if not self.every or self.steps[-1:] == [done] or not (done % self.every == 0 or last):
+            return
+        self.sigmas.append((self.scale * torch.sigmoid(best.rho)).cpu().numpy())
+        self.steps.append(done)
+        self.times.append(time.perf_counter() - self.t0)
+
+    def for_text(self, sl: slice) -> dict:
+        if not self.sigmas:
+            return {"sigma_trace": None, "trace_steps": None, "trace_seconds": None}
+        return {"sigma_trace": np.stack([snap[sl] for snap in self.sigmas]), "trace_steps": np.array(self.steps),
+                "trace_seconds": np.array(self.times)}
+
+
+def _search(lm: LM, splits: list[WordSplit], s: ImportanceSettings, scale: float, r2, max_rows: int,
+            record_every, progress: bool, stored: dict) -> list[WordImportance]:
+    """Optimise sigma for a group of texts at once (one Adam over all their rho)."""
+    from tqdm.auto import tqdm
+
+    t0 = time.perf_counter()
+    with frozen(lm.model):
+        p = _set_up(lm, splits, s, r2)
+        rho = torch.full((p.total,), math.log(s.init / (1 - s.init)), device=lm.device, requires_grad=True)
+        optimiser = torch.optim.Adam([rho], lr=s.lr)
+        # cosine decay: big steps while sigma travels, small ones so that it settles (and the kept best is stable)
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda t: s.final_lr_ratio + (
+            1 - s.final_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t / s.steps)))
+        best, record = _Best(p, rho, s.smoothing), _Recorder(record_every, scale, t0)
+        trace = torch.zeros((s.steps, p.n), device=lm.device)  # stays on the device: no sync per step
+        # texts stop one by one (see stop_tol), and their rows leave the batch
+        active, steps_run = [True] * p.n, [s.steps] * p.n
+        watch = _Settling(s.stop_tol, s.patience, p.first) if s.stop_tol is not None else None
+        act = _gather(p, active, s.samples)
+        bar = tqdm(range(s.steps), desc=f"word importance ({p.n} text{'s' if p.n > 1 else ''})",
+                   disable=not progress, leave=False)
         for step in bar:
-            rows_on = len(texts_on) * k
-            noise = torch.zeros((len(texts_on), k, width, dim), device=device, dtype=x.dtype)
-            for j, b in enumerate(texts_on):  # per text: independent of the batch
-                noise[j, :, :len(rows[b])] = torch.randn((k, len(rows[b]), dim), generator=generators[b],
-                                                         device=device, dtype=x.dtype)
-            noise = noise.view(rows_on, width, dim)
-            optimiser.zero_grad(set_to_none=True)
-            fit = torch.zeros(n, device=device)
-            for a in range(0, rows_on, max_rows):  # chunks bound the memory; gradients accumulate
-                z = slice(a, min(a + max_rows, rows_on))
-                sigma_tok = torch.cat([scale * torch.sigmoid(rho), zero])[on_rows.unit[z]]
-                x_tilde = on_rows.x[z] + sigma_tok.unsqueeze(-1).to(x.dtype) * noise[z]
-                out = phi(model, x_tilde, on_rows.last[z], on_rows.mask[z], s.output)
-                per_row = ((out - on_rows.target[z]).pow(2) / on_rows.norm[z]).mean(dim=1) / k
-                per_row.sum().backward()
-                fit.index_add_(0, on_rows.text[z], per_row.detach())
-            log_sigma = math.log(scale) + torch.nn.functional.logsigmoid(rho)  # stable for very negative rho
-            entropy = torch.zeros(n, device=device).index_add_(0, owner, log_sigma * units_on) / weight
-            (-s.rate * entropy.sum()).backward()
-            loss = fit - s.rate * entropy.detach()
-            on = torch.zeros(n, dtype=torch.bool, device=device)
-            on[texts_on] = True
-            ema_loss = torch.where(on, ema_loss * s.smoothing + (1 - s.smoothing) * loss, ema_loss)
-            ema_rho = torch.where(units_on, ema_rho * s.smoothing + (1 - s.smoothing) * rho.detach(), ema_rho)
-            debias = 1 - s.smoothing ** (step + 1)
-            smooth = ema_loss / debias
-            better = (smooth < best_loss) & on  # keep the sigma with each text's lowest (smoothed) loss
-            best_loss = torch.where(better, smooth, best_loss)
-            best_step = torch.where(better, torch.full_like(best_step, step), best_step)
-            best_rho = torch.where(better[owner], ema_rho / debias, best_rho)
-            held = rho.detach().clone()
-            optimiser.step()
-            with torch.no_grad():  # Adam's momentum must not move the sigma of a text that has stopped
-                rho.copy_(torch.where(units_on, rho, held))
-            schedule.step()
+            loss, before = _step(lm.model, p, act, rho, optimiser, schedule, s, scale, max_rows)
+            best.update(step, loss, before, act)
             trace[step] = loss
-            if record_every and ((step + 1) % record_every == 0 or step + 1 == s.steps):
-                snapshots.append((scale * torch.sigmoid(best_rho)).cpu().numpy())
-                snap_steps.append(step + 1)
-                snap_times.append(time.perf_counter() - t0)
+            record.maybe(step + 1, best, last=step + 1 == s.steps)
             if progress and step % 10 == 0:
-                bar.set_postfix(loss=f"{float(loss[texts_on].mean()):.4f}")
-            if watch is not None and step + 1 < s.steps:
-                settled = watch.settled(step + 1, torch.nn.functional.logsigmoid(best_rho),
-                                        torch.nn.functional.logsigmoid(ema_rho / debias), texts_on)
-                for b in settled:
-                    active[b], steps_run[b] = False, step + 1
-                if settled and not any(active):
-                    if record_every and snap_steps[-1:] != [step + 1]:
-                        snapshots.append((scale * torch.sigmoid(best_rho)).cpu().numpy())
-                        snap_steps.append(step + 1)
-                        snap_times.append(time.perf_counter() - t0)
-                    break
-                if settled:
-                    texts_on, units_on, on_rows = gather()
+                bar.set_postfix(loss=f"{float(loss[act.texts].mean()):.4f}")
+            if watch is None or step + 1 == s.steps:
+                continue
+            settled = watch.settled(step + 1, best.kept_log_sigma(), best.current_log_sigma(), act.texts)
+            for b in settled:
+                active[b], steps_run[b] = False, step + 1
+            if settled and not any(active):
+                record.maybe(step + 1, best, last=True)
+                break
+            if settled:
+                act = _gather(p, active, s.samples)
         bar.close()
+    return _results(lm, p, best, trace, steps_run, record, (time.perf_counter() - t0) / p.n, scale, stored)
 
-    seconds = (time.perf_counter() - t0) / n
-    sigma_all = (scale * torch.sigmoid(best_rho)).cpu().numpy().astype(np.float64)
+
+def _results(lm: LM, p: _Problem, best: _Best, trace: torch.Tensor, steps_run: list[int], record: _Recorder,
+             seconds: float, scale: float, stored: dict) -> list[WordImportance]:
+    """One :class:`WordImportance` per text from the kept sigma."""
+    sigma_all = (scale * torch.sigmoid(best.rho)).cpu().numpy().astype(np.float64)
     trace_np = trace.cpu().numpy()
     results = []
-    for b, sp in enumerate(splits):
-        sl = slice(int(first[b]), int(first[b + 1]))
+    for b, sp in enumerate(p.splits):
+        sl = slice(int(p.first[b]), int(p.first[b + 1]))
         sigma = sigma_all[sl]
         neg_log = -np.log(sigma)
         spread = neg_log.max() - neg_log.min()
         importance = (neg_log - neg_log.min()) / spread if spread > 1e-12 else np.zeros_like(sigma)
-        top = int(torch.argmax(probs[b]))
+        top = int(torch.argmax(p.probs[b]))
         results.append(WordImportance(
             text=sp.text, words=sp.word_texts(), sigma=sigma, importance=importance,
             pieces=[[lm.tokenizer.decode([sp.input_ids[t]]) for t in w.tokens] for w in sp.words],
             spans=[(w.start, w.end) for w in sp.words], loss_trace=trace_np[:steps_run[b], b].copy(),
-            best_step=int(best_step[b]), best_loss=float(best_loss[b]),
-            prediction=lm.tokenizer.decode([top]), prediction_prob=float(probs[b, top]), settings=dict(stored),
-            seconds=seconds, model_name=str(lm.name),
-            sigma_trace=np.stack([snap[sl] for snap in snapshots]) if snapshots else None,
-            trace_steps=np.array(snap_steps) if snapshots else None,
-            trace_seconds=np.array(snap_times) if snapshots else None, steps_run=steps_run[b]))
+            best_step=int(best.step[b]), best_loss=float(best.loss[b]),
+            prediction=lm.tokenizer.decode([top]), prediction_prob=float(p.probs[b, top]), settings=dict(stored),
+            seconds=seconds, model_name=str(lm.name), steps_run=steps_run[b], **record.for_text(sl)))
     return results
 
 

@@ -1,7 +1,7 @@
 """Statistics that tell attention heads apart, one number per (layer, head).
 
 Each takes attention weights shaped (layers, heads, query, key) - the ``attention`` of an
-:class:`~gpt2lab.attention.by_hand.AttentionCapture` - or a capture itself, and returns a (layers, heads)
+:class:`~gpt2lab.attention.capture.AttentionCapture` - or a capture itself, and returns a (layers, heads)
 numpy array. Query position 0 can only attend to itself, so it is left out of every average.
 
 * ``attention_entropy``: how spread out a head's attention is, in bits (0 = all on one token,
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from gpt2lab.attention.by_hand import AttentionCapture, capture_attention, check_lm
+from gpt2lab.attention.capture import AttentionCapture, attention_weights, capture_attention, check_lm
 from gpt2lab.tokens import bos_id
 
 __all__ = ["STAT_NAMES", "attention_entropy", "first_token_share", "previous_token_score", "induction_score",
@@ -128,12 +128,7 @@ def repeated_random_tokens(lm, length: int = 50, n_sequences: int = 4, seed: int
 def measure_induction(lm, length: int = 50, n_sequences: int = 4, seed: int = 0) -> np.ndarray:
     """(layers, heads) induction scores of ``lm``, averaged over random repeated sequences."""
     ids, start, period = repeated_random_tokens(lm, length=length, n_sequences=n_sequences, seed=seed)
-    with torch.no_grad(), lm.eager_attention():
-        ids = ids.to(lm.device)
-        # the first token is end-of-text, which doubles as GPT-2's pad token: say it is real, not padding
-        result = lm.model(input_ids=ids, attention_mask=torch.ones_like(ids), output_attentions=True,
-                          use_cache=False)
-    attention = torch.stack(list(result.attentions), dim=1).float().cpu()  # (batch, layers, heads, T, T)
+    attention = attention_weights(lm, ids)  # (batch, layers, heads, T, T); no padding: every row is as long
     scores = [induction_score(attention[b], period=period, start=start) for b in range(attention.shape[0])]
     return np.mean(scores, axis=0)
 

@@ -1,6 +1,6 @@
 """Looking at attention: bertviz views, an offline HTML view, matplotlib heatmaps and an explorer.
 
-Every view takes an :class:`~gpt2lab.attention.by_hand.AttentionCapture` (from ``capture_attention``) and
+Every view takes an :class:`~gpt2lab.attention.capture.AttentionCapture` (from ``capture_attention``) and
 labels tokens the same way: as a person reads them, with newlines shown as ``↵``.
 
 * ``head_view`` / ``model_view``: bertviz's interactive views. bertviz loads d3, jQuery and
@@ -22,7 +22,7 @@ import warnings
 import torch
 
 from gpt2lab import files
-from gpt2lab.attention.by_hand import DEFAULT_MAX_TOKENS, AttentionCapture
+from gpt2lab.attention.capture import DEFAULT_MAX_TOKENS, AttentionCapture
 
 __all__ = ["check_heads", "HEAD_VIEW_MAX_TOKENS", "HEAD_VIEW_MAX_LINES", "MODEL_VIEW_MAX_LINES",
            "OFFLINE_MAX_CELLS", "PLOT_MAX_TOKENS", "head_view", "model_view", "bertviz_html",
@@ -58,7 +58,7 @@ def _select_layers(capture: AttentionCapture, layers) -> list[int]:
     if not chosen:
         raise ValueError(f"layers must name at least one of the captured layers {capture.layers}")
     for layer in chosen:
-        capture._layer_position(layer)  # raises a clear error for a layer not captured
+        capture.layer_position(layer)  # raises a clear error for a layer not captured
     return chosen
 
 
@@ -77,7 +77,7 @@ def check_heads(capture: AttentionCapture, heads) -> list[int] | None:
 
 def _sliced(capture: AttentionCapture, layers: list[int], n_tokens: int) -> torch.Tensor:
     """(len(layers), heads, n_tokens, n_tokens) weights; the first n tokens only see each other (causal)."""
-    positions = [capture._layer_position(layer) for layer in layers]
+    positions = [capture.layer_position(layer) for layer in layers]
     return capture.attention[positions][:, :, :n_tokens, :n_tokens]
 
 
@@ -168,7 +168,7 @@ def head_view(capture: AttentionCapture, layers=None, layer: int | None = None, 
     """
     capture = _check_capture(capture)
     if layer is not None:
-        capture._layer_position(layer)
+        capture.layer_position(layer)
         if layers is not None and layer not in _select_layers(capture, layers):
             raise ValueError(f"layer={layer} is not among layers={list(layers)}")
     return _bertviz_call("head_view", capture, layers, max_tokens, truncate, html_action, layer=layer,

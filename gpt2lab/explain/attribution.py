@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from gpt2lab.attention.capture import attention_weights
 from gpt2lab.explain.importance import frozen
 from gpt2lab.explain.words import WordSplit, split_words
 from gpt2lab.tokens import bos_id, pad_id, right_pad
@@ -302,11 +303,7 @@ def _attention_maps(lm: LM, inp: AttributionInput) -> tuple[np.ndarray, np.ndarr
     """Per-word attention from the last position: last layer, and rolled out through all layers.
     Computed once per input (both attention methods read it)."""
     if "attention" not in inp.cache:
-        with lm.eager_attention(), torch.inference_mode():
-            ids = torch.tensor([inp.context], device=lm.device)
-            out = lm.model(input_ids=ids, attention_mask=torch.ones_like(ids), output_attentions=True,
-                           use_cache=False)
-        attentions = torch.stack([a[0].float().mean(dim=0) for a in out.attentions]).cpu()  # (layers, T, T)
+        attentions = attention_weights(lm, [list(inp.context)])[0].mean(dim=1)  # head average: (layers, T, T)
         eye = torch.eye(attentions.shape[-1])
         rollout = eye
         for a in attentions:  # residual connection: half attention, half identity, rows sum to 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 import html
 import warnings
 
-from gpt2lab.attention.by_hand import capture_attention
+from gpt2lab.attention.capture import capture_attention
 from gpt2lab.attention.views import check_heads, plot_head
 
 __all__ = ["AttentionExplorer", "attention_explorer"]
@@ -24,7 +24,7 @@ class AttentionExplorer:
         self.lm = lm
         self.max_tokens = max_tokens
         self.capture = capture_attention(lm, text, max_tokens=max_tokens)
-        self.capture._layer_position(layer)
+        self.capture.layer_position(layer)
         if head is not None:
             check_heads(self.capture, head)
         self.figure = None

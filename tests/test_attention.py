@@ -326,6 +326,34 @@ def test_offline_html_is_self_contained(capture):
         views.offline_html(capture, layers=[1], layer=0)
 
 
+def test_the_offline_views_script_and_styles_ship_as_package_data(capture, tmp_path):
+    """The page embeds gpt2lab/attention/static/offline_view.{js,css}, and a built wheel carries both."""
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+    from pathlib import Path
+
+    pytest.importorskip("setuptools")  # the wheel is built offline, without build isolation
+    static = Path(views.__file__).parent / "static"
+    script = (static / "offline_view.js").read_text(encoding="utf-8")
+    styles = (static / "offline_view.css").read_text(encoding="utf-8")
+    page = views.offline_html(capture)
+    assert styles in page and script.split("__DATA__")[0] in page and script.split("__DATA__")[1] in page
+    root = Path(gpt2lab.__file__).parents[1]
+    if not (root / "pyproject.toml").is_file():
+        pytest.skip("gpt2lab is installed, not a source checkout: no wheel to build")
+    source = tmp_path / "source"  # a copy: building writes build/ and *.egg-info beside the sources
+    shutil.copytree(root / "gpt2lab", source / "gpt2lab", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(root / name, source / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(tmp_path / "dist")], check=True, capture_output=True, timeout=300)
+    (wheel,) = (tmp_path / "dist").glob("gpt2lab-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert {"gpt2lab/attention/static/offline_view.js", "gpt2lab/attention/static/offline_view.css"} <= set(names)
+
+
 def test_show_offline_wraps_the_page_in_an_iframe(capture, tmp_path):
     shown = views.show_offline(capture)
     assert "<iframe srcdoc=" in shown.data and "&lt;script&gt;" in shown.data

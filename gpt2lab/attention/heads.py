@@ -22,11 +22,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from gpt2lab.attention import views
 from gpt2lab.attention.capture import AttentionCapture, attention_weights, capture_attention, check_lm
 from gpt2lab.tokens import bos_id
 
 __all__ = ["STAT_NAMES", "attention_entropy", "first_token_share", "previous_token_score", "induction_score",
-           "repeated_random_tokens", "measure_induction", "HeadStats", "head_stats", "plot_head_stats"]
+           "repeated_random_tokens", "measure_induction", "HeadStats", "head_stats"]
 
 STAT_NAMES = {
     "entropy": "attention entropy (bits)",
@@ -166,8 +167,8 @@ class HeadStats:
         return self.to_frame().sort_values(stat, ascending=False).head(k).reset_index(drop=True)
 
     def plot(self, stats=None):
-        """Heatmaps (layers x heads) of the chosen statistics (default: all four)."""
-        return plot_head_stats(self, stats)
+        """Heatmaps (layers x heads) of the chosen statistics (default: all four); see ``views.plot_head_stats``."""
+        return views.plot_head_stats(self, stats)
 
 
 def head_stats(lm, text: str, layers=None, induction_length: int | None = None, induction_sequences: int = 4,
@@ -188,41 +189,3 @@ def head_stats(lm, text: str, layers=None, induction_length: int | None = None, 
     return HeadStats(entropy=attention_entropy(capture), first_token=first_token_share(capture),
                      previous_token=previous_token_score(capture), induction=induction, layers=capture.layers,
                      model_name=lm.name, text=capture.text, n_tokens=capture.n_tokens)
-
-
-def plot_head_stats(stats: HeadStats, which=None):
-    """One heatmap per statistic: rows are layers, columns heads, colour the value (numbers written in)."""
-    import matplotlib.pyplot as plt
-
-    if not isinstance(stats, HeadStats):
-        raise TypeError(f"stats must be a HeadStats from head_stats(lm, text), got {type(stats).__name__}")
-    chosen = list(STAT_NAMES) if which is None else ([which] if isinstance(which, str) else list(which))
-    for name in chosen:
-        if name not in STAT_NAMES:
-            raise ValueError(f"statistic {name!r} is not known; choose from {list(STAT_NAMES)}")
-    n_layers, n_heads = stats.entropy.shape
-    columns = min(2, len(chosen))
-    rows = -(-len(chosen) // columns)
-    width = max(4.0, 0.45 * n_heads + 1.8)
-    height = max(3.0, 0.35 * n_layers + 1.4)
-    fig, axes = plt.subplots(rows, columns, figsize=(width * columns, height * rows), squeeze=False)
-    annotate = n_layers * n_heads <= 150
-    for ax, name in zip(axes.flat, chosen):
-        values = getattr(stats, name)
-        vmax = max(float(values.max()), 1e-9) if name == "entropy" else 1.0
-        image = ax.imshow(values, cmap="viridis", vmin=0.0, vmax=vmax, aspect="auto")
-        ax.set_title(STAT_NAMES[name], fontsize=9)
-        ax.set_xlabel("head")
-        ax.set_ylabel("layer")
-        ax.set_xticks(range(n_heads))
-        ax.set_yticks(range(n_layers), [str(layer) for layer in stats.layers])
-        if annotate:
-            for (i, j), value in np.ndenumerate(values):
-                ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=6,
-                        color="white" if value < 0.6 * vmax else "black")
-        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
-    for ax in list(axes.flat)[len(chosen):]:
-        ax.axis("off")
-    fig.suptitle(f"Head statistics of {stats.model_name} ({stats.n_tokens} tokens of text)", fontsize=10)
-    fig.tight_layout()
-    return fig

@@ -30,7 +30,6 @@ target's log-probability drops; the area under that curve is compared with rando
 from __future__ import annotations
 
 import contextlib
-import html
 import math
 import time
 import warnings
@@ -42,7 +41,8 @@ import numpy as np
 import torch
 
 from gpt2lab.attention.capture import attention_weights
-from gpt2lab.explain.importance import frozen
+from gpt2lab.explain import views
+from gpt2lab.explain.outputs import frozen
 from gpt2lab.explain.words import WordSplit, split_words
 from gpt2lab.tokens import bos_id, pad_id, right_pad
 
@@ -377,23 +377,11 @@ class Attributions:
         return rank_agreement(self.scores, kind)
 
     def plot(self, ax=None):
-        """Heat map: methods x words, each method scaled to [-1, 1]."""
-        import matplotlib.pyplot as plt
-
-        frame = self.normalised()
-        if ax is None:
-            _, ax = plt.subplots(figsize=(max(6, 0.75 * len(self.words) + 2), 0.5 * frame.shape[1] + 1.6))
-        image = ax.imshow(frame.T.values, cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
-        ax.set_xticks(range(len(self.words)), self.words, rotation=45 if len(self.words) > 8 else 0)
-        ax.set_yticks(range(frame.shape[1]), frame.columns)
-        ax.set_title(f"which words drive {self.target!r}? (each row scaled to its largest |score|)")
-        ax.figure.colorbar(image, ax=ax, fraction=0.03)
-        ax.figure.tight_layout()
-        return ax.figure
+        """Heat map: methods x words, each scaled to [-1, 1]; see :func:`gpt2lab.explain.views.plot_attributions`."""
+        return views.plot_attributions(self, ax)
 
     def _repr_html_(self) -> str:
-        caption = f"<p>scores for the next piece <b>{html.escape(repr(self.target))}</b> (higher = more important)</p>"
-        return caption + self.to_dataframe().to_html(float_format=lambda v: f"{v:.3g}")
+        return views.attributions_html(self)
 
     def __repr__(self) -> str:
         return f"Attributions({self.text!r}, target={self.target!r}, methods={list(self.scores)})"
@@ -535,25 +523,8 @@ class DeletionResult:
         return float(np.mean(curve_area(self.random_curves))) if len(self.random_curves) else float("nan")
 
     def plot(self, ax=None):
-        import matplotlib.pyplot as plt
-
-        if ax is None:
-            _, ax = plt.subplots(figsize=(9, 4))
-        k = np.arange(len(self.words) + 1)
-        if len(self.random_curves):
-            mean = self.random_curves.mean(axis=0)
-            ax.fill_between(k, self.random_curves.min(axis=0), self.random_curves.max(axis=0), color="grey",
-                            alpha=0.2, label="random orders (range)")
-            ax.plot(k, mean, color="grey", ls="--", label=f"random (area {self.random_area:.3g})")
-        for method, curve in self.curves.items():
-            ax.plot(k, curve, marker="o", ms=3, label=f"{method} (area {curve_area(curve):.3g})")
-        label = "KL(full || after removal)" if self.metric == "kl" else "drop of log p(target)"
-        ax.set_xlabel(f"words {'removed' if self.mode == 'remove' else 'blanked'}, most important first")
-        ax.set_ylabel(label)
-        ax.set_title(f"deletion curves: {self.text[:50]!r}")
-        ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
-        ax.figure.tight_layout()
-        return ax.figure
+        """The deletion curves against random orders; see :func:`gpt2lab.explain.views.plot_deletion`."""
+        return views.plot_deletion(self, ax)
 
 
 def _movement_evaluator(lm, inp: AttributionInput, mode: str, metric: str):
@@ -612,8 +583,7 @@ class FaithfulnessReport:
         return str(self.table.index[0])
 
     def _repr_html_(self) -> str:
-        return (f"<p>most faithful here: <b>{html.escape(self.best_method)}</b> (deletion metric {self.metric}, "
-                f"mode {self.mode})</p>" + self.table.to_html(float_format=lambda v: f"{v:.3g}"))
+        return views.faithfulness_html(self)
 
     def __str__(self) -> str:
         return (f"deletion metric={self.metric}, mode={self.mode}; most faithful: {self.best_method}\n"

@@ -44,41 +44,31 @@ so which of them take the noise varies from seed to seed.
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import html
 import math
-import random
-import re
 import time
 import types
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from gpt2lab import files
+from gpt2lab.explain import views
+from gpt2lab.explain.outputs import OUTPUTS, frozen, last_hidden, output_variance, phi
 from gpt2lab.explain.words import WordSplit, split_tokens, split_words
-from gpt2lab.fingerprint import model_fingerprint
 from gpt2lab.tokens import bos_id, pad_id, right_pad
 
 if TYPE_CHECKING:
     from gpt2lab.loading import LM
 
-__all__ = ["OUTPUTS", "UNITS", "NORMALISERS", "DEFAULT_SCALE_FACTOR", "CORPUS_SENTENCES",
-           "ImportanceSettings", "WordImportance", "frozen", "phi", "last_hidden", "corpus_sentences",
-           "output_variance", "text_seed", "default_scale", "word_importance", "ObjectiveEstimate",
-           "objective"]
+__all__ = ["UNITS", "NORMALISERS", "DEFAULT_SCALE_FACTOR", "ImportanceSettings", "WordImportance", "text_seed",
+           "default_scale", "word_importance", "ObjectiveEstimate", "objective"]
 
-OUTPUTS = ("logits", "hidden")
 UNITS = ("word", "token")
 NORMALISERS = ("corpus", "self")
 DEFAULT_SCALE_FACTOR = 10.0  # sigma's ceiling in units of the embedding table's std (the paper's advice)
-CORPUS_SENTENCES = 256  # corpus sentences used to estimate r^2
-_MIN_VARIANCE_RATIO = 1e-6  # floor for r_d^2 relative to its mean: a constant output must not divide by ~0
 
 
 # ----------------------------------------------------------------------------- settings
@@ -189,27 +179,9 @@ class WordImportance:
                              "rank": ranks, "pieces": ["".join(p) for p in self.pieces]})
 
     def to_html(self, cmap: str = "Reds") -> str:
-        """The text with every word shaded by its importance (hover a word for its numbers)."""
-        import matplotlib
-
-        colours = matplotlib.colormaps[cmap]
-        parts, cursor = [], 0
-        for _word, (start, end), imp, sig in zip(self.words, self.spans, self.importance, self.sigma):
-            lead = len(self.text[start:end]) - len(self.text[start:end].lstrip())
-            parts.append(html.escape(self.text[cursor:start + lead]))
-            r, g, b, _ = colours(0.1 + 0.8 * float(imp))
-            ink = "#fff" if imp > 0.6 else "#000"
-            parts.append(f'<span title="sigma={sig:.3g}, importance={imp:.2f}" style="background:'
-                         f'rgb({int(r * 255)},{int(g * 255)},{int(b * 255)});color:{ink};padding:1px 2px;'
-                         f'border-radius:3px">{html.escape(self.text[start + lead:end])}</span>')
-            cursor = end
-        parts.append(html.escape(self.text[cursor:]))
-        body = "".join(parts).replace("\n", "<br>")
-        caption = (f"next piece predicted: <b>{html.escape(repr(self.prediction))}</b> "
-                   f"(p={self.prediction_prob:.2f}); darker = more important; {self.steps_run} steps x "
-                   f"{self.settings['samples']} samples, {self.seconds:.2f} s")
-        return (f'<div style="font-family:sans-serif;line-height:1.9">{body}'
-                f'<div style="font-size:80%;color:#555">{caption}</div></div>')
+        """The text with every word shaded by its importance (hover a word for its numbers); see
+        :func:`gpt2lab.explain.views.importance_html`."""
+        return views.importance_html(self, cmap)
 
     def _repr_html_(self) -> str:
         return self.to_html()
@@ -219,158 +191,12 @@ class WordImportance:
         return f"WordImportance({self.text!r}, sigma={{{shown}}}, next={self.prediction!r})"
 
     def plot(self, ax=None, show_loss: bool = False, cmap: str = "Reds"):
-        """Bar chart of importance per word above the text shaded by importance.
-
-        With ``show_loss`` a third panel shows the loss trace. Returns the matplotlib figure.
-        """
-        import matplotlib
-        import matplotlib.pyplot as plt
-
-        colours = matplotlib.colormaps[cmap]
-        if ax is None:
-            rows = 3 if show_loss else 2
-            width = min(14.0, max(6.0, 0.7 * len(self.words) + 2))
-            lines = math.ceil(sum(len(w) + 3 for w in self.words) / (8 * width))  # ~8 characters per inch
-            text_height = 0.3 + 0.35 * lines
-            fig, axes = plt.subplots(rows, 1, figsize=(width, 3.0 + text_height + 1.8 * (rows - 2)),
-                                     gridspec_kw={"height_ratios": [3, text_height] + ([1.8] if show_loss else [])})
-        else:
-            fig, axes = ax.figure, [ax]
-        bar_ax = axes[0]
-        x = np.arange(len(self.words))
-        bar_ax.bar(x, self.importance, color=[colours(0.1 + 0.8 * v) for v in self.importance],
-                   edgecolor="black", linewidth=0.5)
-        bar_ax.set_xticks(x, self.words, rotation=45 if len(self.words) > 8 else 0, ha="right"
-                          if len(self.words) > 8 else "center")
-        bar_ax.set_ylabel("importance (0..1)")
-        bar_ax.set_ylim(0, 1.05)
-        twin = bar_ax.twinx()
-        twin.plot(x, self.sigma, "o", color="tab:blue", markersize=4)
-        twin.set_ylabel("sigma (noise tolerated)", color="tab:blue")
-        twin.set_ylim(0, self.scale * 1.05)
-        bar_ax.set_title(f"which words drive the next piece {self.prediction!r}?")
-        if len(axes) > 1:
-            _draw_shaded_text(axes[1], self.words, self.importance, colours)
-        if show_loss and len(axes) > 2:
-            axes[2].plot(self.loss_trace, lw=1)
-            axes[2].axvline(self.best_step, color="grey", ls=":", label=f"best step {self.best_step}")
-            axes[2].set_xlabel("step")
-            axes[2].set_ylabel("loss")
-            axes[2].legend(loc="upper right")
-        fig.tight_layout()
-        return fig
+        """Bar chart of importance per word above the shaded text (and the loss trace with ``show_loss``);
+        see :func:`gpt2lab.explain.views.plot_importance`. Returns the matplotlib figure."""
+        return views.plot_importance(self, ax, show_loss=show_loss, cmap=cmap)
 
 
-def _draw_shaded_text(ax, words, importance, colours, fontsize: int = 12) -> None:
-    """Words laid out left to right, wrapping, each on a background coloured by importance."""
-    ax.set_axis_off()
-    renderer = ax.figure.canvas.get_renderer()
-    box = ax.get_window_extent(renderer)
-    x, y, line_height = 0.0, 1.0, None
-    for word, imp in zip(words, importance):
-        t = ax.text(x, y, word, fontsize=fontsize, transform=ax.transAxes, va="top",
-                    color="white" if imp > 0.6 else "black",
-                    bbox=dict(boxstyle="round,pad=0.25", facecolor=colours(0.1 + 0.8 * float(imp)),
-                              edgecolor="none"))
-        extent = t.get_window_extent(renderer)
-        if line_height is None:
-            line_height = 1.8 * extent.height / max(box.height, 1.0)
-        # the coloured box adds its padding on both sides, plus a small gap
-        width = (extent.width + renderer.points_to_pixels(fontsize * 0.8)) / max(box.width, 1.0)
-        if x > 0 and x + width > 1.0:  # wrap to the next line
-            x, y = 0.0, y - line_height
-            t.set_position((x, y))
-        x += width
-
-
-# ----------------------------------------------------------------------------- model plumbing
-
-@contextlib.contextmanager
-def frozen(model: torch.nn.Module):
-    """Switch off gradients for the weights: the search only needs gradients for sigma."""
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    for p, _ in flags:
-        p.requires_grad_(False)
-    try:
-        yield model
-    finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)
-
-
-def phi(model, embeds: torch.Tensor, last: torch.Tensor, attention_mask: torch.Tensor | None = None,
-        output: str = "logits") -> torch.Tensor:
-    """Phi: the model's output at position ``last[b]`` of each row, from input embeddings.
-
-    The transformer runs on every position, but only the explained position goes through the
-    output layer (for GPT-2 that layer alone holds a third of the weights).
-    """
-    hidden = last_hidden(model, embeds, last, attention_mask)
-    if output == "hidden":
-        return hidden.float()
-    return model.get_output_embeddings()(hidden).float()
-
-
-def last_hidden(model, embeds: torch.Tensor, last: torch.Tensor, attention_mask: torch.Tensor | None = None):
-    """The final hidden state (after the last layer norm) at position ``last[b]`` of each row."""
-    base = getattr(model, "base_model", model)
-    out = base(inputs_embeds=embeds, attention_mask=attention_mask, use_cache=False)
-    return out.last_hidden_state[torch.arange(embeds.shape[0], device=embeds.device), last]
-
-
-def corpus_sentences(n: int = CORPUS_SENTENCES, seed: int = 0) -> list[str]:
-    """``n`` sentences (3 to 40 words) sampled from the tinyshakespeare validation split."""
-    from gpt2lab import data
-
-    _, val = data.tinyshakespeare_split()
-    pieces = re.split(r"(?<=[.!?])\s+", re.sub(r"\n(?=\S)", " ", val))
-    sentences = [s.strip() for s in pieces if 3 <= len(s.split()) <= 40]
-    rng = random.Random(seed)
-    return rng.sample(sentences, min(n, len(sentences)))
-
-
-def _cache_path(lm, output: str, bos: bool, n: int) -> Path:
-    from gpt2lab import data
-
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(lm.name))[:60] or "model"
-    return (data.cache_dir() / "importance"
-            / f"r2-{safe}-{model_fingerprint(lm.model)}-{output}-{'bos' if bos else 'nobos'}-n{n}.pt")
-
-
-def output_variance(lm, output: str = "logits", bos: bool = True, n_sentences: int = CORPUS_SENTENCES,
-                    refresh: bool = False, batch_size: int = 32) -> torch.Tensor:
-    """r^2: the variance of every output dimension of Phi over ``n_sentences`` corpus sentences.
-
-    Computed once per model (keyed by name and a fingerprint of the weights) and cached on disk
-    under the gpt2lab cache dir (``$GPT2LAB_CACHE``/importance). Raises ``data.DataUnavailableError``
-    when the corpus cannot be found.
-    """
-    if output not in OUTPUTS:
-        raise ValueError(f"output={output!r} is not allowed; use one of {OUTPUTS}")
-    path = _cache_path(lm, output, bos, n_sentences)
-    if path.is_file() and not refresh:
-        try:
-            return torch.load(path, map_location="cpu", weights_only=True).to(lm.device)
-        except (OSError, RuntimeError, EOFError):
-            path.unlink(missing_ok=True)  # a damaged cache file: compute again
-    sentences = corpus_sentences(n_sentences)
-    limit = lm.context_length - int(bos)
-    outputs = []
-    with torch.inference_mode():
-        for i in range(0, len(sentences), batch_size):
-            rows = [list(lm.tokenizer(s, add_special_tokens=False)["input_ids"])[:limit]
-                    for s in sentences[i:i + batch_size]]
-            if bos:
-                rows = [[bos_id(lm.tokenizer)] + r for r in rows]
-            ids, mask, last = right_pad(rows, pad_id(lm.tokenizer), lm.device)
-            outputs.append(phi(lm.model, lm.model.get_input_embeddings()(ids), last, mask, output))
-    values = torch.cat(outputs)
-    variance = values.var(dim=0, unbiased=False)
-    variance = variance.clamp_min(variance.mean() * _MIN_VARIANCE_RATIO).float()
-    with files.atomic_file(path, "wb") as fh:  # a concurrent reader never sees half a file
-        torch.save(variance.cpu(), fh)
-    return variance.to(lm.device)
-
+# ----------------------------------------------------------------------------- noise
 
 def text_seed(seed: int, text: str) -> int:
     """The noise seed of one text: depends on (seed, text) only, so a text draws the same noise

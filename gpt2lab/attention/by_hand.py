@@ -8,6 +8,9 @@ the token and position embeddings, ``forward_by_hand`` chains all blocks up to t
 model computed (float32: below 1e-5). The real model's attention weights come through the one
 capture path, :func:`gpt2lab.attention.capture.attention_weights`.
 
+Sources: the transformer block of Vaswani et al. 2017 ("Attention Is All You Need") in GPT-2's
+pre-norm form (Radford et al. 2019, "Language Models are Unsupervised Multitask Learners"), layer
+norm (Ba et al. 2016) and GELU (Hendrycks & Gimpel 2016); checked against transformers' GPT2Model.
 GPT-2 details the hand computation follows (transformers' eager kernel does the same):
   * ``c_attn``/``c_proj``/``c_fc`` are ``Conv1D`` layers whose weight is stored (in, out), so the
     projection is ``x @ W + b`` with no transpose (an ``nn.Linear`` would store (out, in));
@@ -44,7 +47,7 @@ __all__ = ["token_ids", "Embeddings", "embed_by_hand", "BLOCK_STEPS", "BlockComp
 # input checks
 
 
-def _gpt2_parts(lm):
+def _gpt2_parts(lm: LM):
     """The GPT-2 trunk (``transformer``) of ``lm.model``, or a clear error for other architectures."""
     check_lm(lm)
     trunk = getattr(lm.model, "transformer", None)
@@ -55,8 +58,10 @@ def _gpt2_parts(lm):
     return trunk
 
 
-def token_ids(lm, text) -> torch.Tensor:
-    """(T,) token ids on the model's device for ``text`` (a string, or token ids already)."""
+def token_ids(lm: LM, text: str | list[int] | torch.Tensor) -> torch.Tensor:
+    """(T,) int64 token ids on the model's device for ``text`` (a string, or token ids already).
+    Raises ValueError for an empty text or one longer than the model's context, TypeError or
+    ValueError for ids that are not ints of the vocabulary."""
     check_lm(lm)
     if isinstance(text, str):
         if not text:
@@ -93,8 +98,9 @@ class Embeddings:
     block_input: torch.Tensor
 
 
-def embed_by_hand(lm, text) -> Embeddings:
-    """Look up token and position embeddings for ``text`` and add them, as GPT-2 does first."""
+def embed_by_hand(lm: LM, text: str | list[int] | torch.Tensor) -> Embeddings:
+    """Look up token and position embeddings for ``text`` and add them, as GPT-2 does first
+    (shapes in :class:`Embeddings`). Raises TypeError for a model without GPT-2's layout."""
     trunk = _gpt2_parts(lm)
     ids = token_ids(lm, text)
     with torch.no_grad():
@@ -185,18 +191,20 @@ class BlockComputation:
 
 
 def layer_norm_by_hand(x: torch.Tensor, gain: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor:
-    """Layer norm written out: centre each row, divide by its standard deviation, scale and shift."""
+    """Layer norm written out (Ba et al. 2016): centre each row of ``x`` (..., d), divide by its standard
+    deviation (biased, plus ``eps``), scale by ``gain`` (d,) and shift by ``bias`` (d,); same shape out."""
     mean = x.mean(dim=-1, keepdim=True)
     variance = ((x - mean) ** 2).mean(dim=-1, keepdim=True)  # biased variance, as nn.LayerNorm uses
     return (x - mean) / torch.sqrt(variance + eps) * gain + bias
 
 
 def gelu_by_hand(x: torch.Tensor) -> torch.Tensor:
-    """GPT-2's GELU: the tanh approximation 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
+    """GPT-2's GELU (Hendrycks & Gimpel 2016), elementwise: the tanh approximation
+    0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
     return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))
 
 
-def _activation(lm):
+def _activation(lm: LM):
     name = getattr(lm.model.config, "activation_function", "gelu_new")
     if name == "gelu_new":
         return gelu_by_hand
@@ -205,8 +213,13 @@ def _activation(lm):
     return ACT2FN[name]
 
 
-def run_block_by_hand(lm, layer: int, block_input: torch.Tensor) -> BlockComputation:
-    """Recompute block ``layer`` of ``lm`` on ``block_input`` (T, d_model) from the block's own weights."""
+def run_block_by_hand(lm: LM, layer: int, block_input: torch.Tensor) -> BlockComputation:
+    """Recompute block ``layer`` of ``lm`` on ``block_input`` (T, d_model) from the block's own weights.
+
+    Returns every intermediate (shapes in :class:`BlockComputation`). Raises TypeError for a model
+    without GPT-2's layout or a block_input that is not a tensor, ValueError for a layer out of range
+    or a block_input of another shape.
+    """
     trunk = _gpt2_parts(lm)
     layer = check_layer(lm, layer)
     cfg = lm.model.config
@@ -309,7 +322,7 @@ def model_reference(lm: LM, text) -> ModelReference:
                           attention_weights=list(weights), logits=logits[0][0])
 
 
-def block_by_hand(lm, text, layer: int) -> BlockComputation:
+def block_by_hand(lm: LM, text: str | list[int] | torch.Tensor, layer: int) -> BlockComputation:
     """Recompute block ``layer`` by hand for ``text``, starting from what the real model fed that block.
 
     Feeding the model's own block input isolates this block: its output can be compared with the
@@ -332,10 +345,11 @@ class ForwardByHand:
 
     @property
     def tokens(self) -> list[str]:
+        """The tokens as a person reads them."""
         return self.embeddings.tokens
 
 
-def forward_by_hand(lm, text) -> ForwardByHand:
+def forward_by_hand(lm: LM, text: str | list[int] | torch.Tensor) -> ForwardByHand:
     """Embeddings, then each block fed the previous block's hand-computed output, then ln_f and logits.
 
     GPT-2 reuses the token table as its output layer (weight tying), so the logits are the final
@@ -353,7 +367,7 @@ def forward_by_hand(lm, text) -> ForwardByHand:
     return ForwardByHand(embeddings=embeddings, blocks=blocks, final_norm=final_norm, logits=logits)
 
 
-def compare_with_model(lm, text, chained: bool = False):
+def compare_with_model(lm: LM, text: str | list[int] | torch.Tensor, chained: bool = False):
     """Per layer, the largest absolute difference between the hand computation and the real model.
 
     chained=False feeds each block the model's own input (each block checked on its own);

@@ -7,17 +7,21 @@ numpy array. Query position 0 can only attend to itself, so it is left out of ev
 * ``attention_entropy``: how spread out a head's attention is, in bits (0 = all on one token,
   log2(n) = evenly over n tokens).
 * ``first_token_share``: weight on the very first token. Trained GPT-2 heads park much of their
-  attention there when they have nothing better to do (an "attention sink").
-* ``previous_token_score``: weight on the token just before the query.
+  attention there when they have nothing better to do (an "attention sink": Xiao et al. 2023,
+  "Efficient Streaming Language Models with Attention Sinks").
+* ``previous_token_score``: weight on the token just before the query (the "previous-token heads"
+  that induction heads build on).
 * ``induction_score``: on a random token sequence repeated twice, weight a query in the second copy
-  puts on the token that *followed* its earlier occurrence. Heads that do this ("induction heads")
-  let a model continue a pattern it has seen before in the same text.
+  puts on the token that *followed* its earlier occurrence. Heads that do this ("induction heads":
+  Olsson et al. 2022, "In-context Learning and Induction Heads", Anthropic) let a model continue a
+  pattern it has seen before in the same text; the repeated-random-tokens test is theirs.
 
 ``head_stats(lm, text)`` measures all four and returns a :class:`HeadStats` with ``plot()``.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
@@ -26,10 +30,14 @@ from gpt2lab.attention import views
 from gpt2lab.attention.capture import AttentionCapture, attention_weights, capture_attention, check_lm
 from gpt2lab.tokens import bos_id
 
-__all__ = ["STAT_NAMES", "attention_entropy", "first_token_share", "previous_token_score", "induction_score",
+if TYPE_CHECKING:
+    from gpt2lab.loading import LM
+
+__all__ = ["Stat", "STAT_NAMES", "attention_entropy", "first_token_share", "previous_token_score", "induction_score",
            "repeated_random_tokens", "measure_induction", "HeadStats", "head_stats"]
 
-STAT_NAMES = {
+Stat = Literal["entropy", "first_token", "previous_token", "induction"]
+STAT_NAMES: dict[Stat, str] = {
     "entropy": "attention entropy (bits)",
     "first_token": "share of attention on the first token",
     "previous_token": "previous-token score",
@@ -60,7 +68,12 @@ def _weights(attention) -> torch.Tensor:
 
 
 def attention_entropy(attention) -> np.ndarray:
-    """Mean entropy in bits of each head's attention rows (query positions 1..T-1)."""
+    """(layers, heads): mean entropy in bits of each head's attention rows (query positions 1..T-1).
+
+    attention: an AttentionCapture or weights (layers, heads, T, T) whose rows are distributions.
+    Raises TypeError for another type, ValueError for another shape, a single token or rows that are
+    not probability distributions (the same for every statistic here).
+    """
     weights = _weights(attention)[..., 1:, :]
     logs = torch.where(weights > 0, torch.log2(weights.clamp_min(1e-300)), torch.zeros_like(weights))
     entropy = -(weights * logs).sum(dim=-1)  # (layers, heads, T-1); 0 * log 0 counts as 0
@@ -68,13 +81,14 @@ def attention_entropy(attention) -> np.ndarray:
 
 
 def first_token_share(attention) -> np.ndarray:
-    """Mean weight each head puts on token 0 (query positions 1..T-1)."""
+    """(layers, heads): mean weight, in [0, 1], each head puts on token 0 (query positions 1..T-1)."""
     weights = _weights(attention)
     return weights[..., 1:, 0].mean(dim=-1).numpy()
 
 
 def previous_token_score(attention) -> np.ndarray:
-    """Mean weight each head puts on the token right before the query (query positions 1..T-1)."""
+    """(layers, heads): mean weight, in [0, 1], each head puts on the token right before the query
+    (query positions 1..T-1)."""
     weights = _weights(attention)
     return torch.diagonal(weights, offset=-1, dim1=-2, dim2=-1).mean(dim=-1).numpy()
 
@@ -85,7 +99,9 @@ def induction_score(attention, period: int, start: int = 0) -> np.ndarray:
     The tokens at ``start .. start+period-1`` are repeated at ``start+period .. start+2*period-1``
     (``start`` = 1 when a beginning-of-text token comes first). A query at position q in the
     repeat saw the same token at q - period; an induction head attends to the one after it,
-    q - period + 1. Averaged over every query of the repeat.
+    q - period + 1. Averaged over every query of the repeat: (layers, heads), in [0, 1] (Olsson et
+    al. 2022). Raises TypeError for a period or start that is not an int, ValueError when they leave
+    no repeated tokens.
     """
     weights = _weights(attention)
     n_tokens = weights.shape[-1]
@@ -102,11 +118,14 @@ def induction_score(attention, period: int, start: int = 0) -> np.ndarray:
     return weights[..., queries, targets].mean(dim=-1).numpy()
 
 
-def repeated_random_tokens(lm, length: int = 50, n_sequences: int = 4, seed: int = 0):
+def repeated_random_tokens(lm: LM, length: int = 50, n_sequences: int = 4,
+                           seed: int = 0) -> tuple[torch.Tensor, int, int]:
     """``n_sequences`` rows of: a beginning-of-text token, then ``length`` random tokens, twice.
 
-    Returns (ids tensor (n_sequences, 1 + 2*length), start=1, period=length). Random tokens make
-    the second half predictable only by copying from the first, which is what induction heads do.
+    Returns (ids tensor (n_sequences, 1 + 2*length) int64 on the CPU, start=1, period=length). Random
+    tokens (no special ones) make the second half predictable only by copying from the first, which is
+    what induction heads do (Olsson et al. 2022). Raises ValueError for length < 2, n_sequences < 1 or
+    sequences longer than the model's context.
     """
     check_lm(lm)
     for name, value, low in (("length", length, 2), ("n_sequences", n_sequences, 1)):
@@ -126,8 +145,10 @@ def repeated_random_tokens(lm, length: int = 50, n_sequences: int = 4, seed: int
     return torch.cat([first, chunks, chunks], dim=1), 1, length
 
 
-def measure_induction(lm, length: int = 50, n_sequences: int = 4, seed: int = 0) -> np.ndarray:
-    """(layers, heads) induction scores of ``lm``, averaged over random repeated sequences."""
+def measure_induction(lm: LM, length: int = 50, n_sequences: int = 4, seed: int = 0) -> np.ndarray:
+    """(layers, heads) induction scores of ``lm`` in [0, 1], averaged over ``n_sequences`` random repeated
+    sequences (:func:`repeated_random_tokens`), captured in one batched forward pass. Olsson et al.
+    2022 call heads scoring well above 1/length induction heads."""
     ids, start, period = repeated_random_tokens(lm, length=length, n_sequences=n_sequences, seed=seed)
     attention = attention_weights(lm, ids)  # (batch, layers, heads, T, T); no padding: every row is as long
     scores = [induction_score(attention[b], period=period, start=start) for b in range(attention.shape[0])]
@@ -158,7 +179,7 @@ class HeadStats:
                              **{name: float(getattr(self, name)[i, head]) for name in STAT_NAMES}})
         return pd.DataFrame(rows)
 
-    def top(self, stat: str, k: int = 5):
+    def top(self, stat: Stat, k: int = 5):
         """The ``k`` heads with the highest value of ``stat`` (one of STAT_NAMES), as a DataFrame."""
         if stat not in STAT_NAMES:
             raise ValueError(f"stat must be one of {list(STAT_NAMES)}, got {stat!r}")
@@ -171,12 +192,16 @@ class HeadStats:
         return views.plot_head_stats(self, stats)
 
 
-def head_stats(lm, text: str, layers=None, induction_length: int | None = None, induction_sequences: int = 4,
+def head_stats(lm: LM, text: str, layers=None, induction_length: int | None = None, induction_sequences: int = 4,
                seed: int = 0, max_tokens: int = 256) -> HeadStats:
     """Entropy, first-token share and previous-token score on ``text``; induction on repeated random tokens.
 
-    induction_length: length of the random chunk that is repeated (default 50, less when the
-    model's context is shorter than 101 tokens).
+    layers: None (all) or the model layers to measure; max_tokens: ``text`` is cut to this many tokens
+    (see :func:`~gpt2lab.attention.capture.capture_attention`). induction_length: length of the random
+    chunk that is repeated (default 50, less when the model's context is shorter than 101 tokens);
+    induction_sequences, seed: how many random sequences, and their seed. Returns a :class:`HeadStats`
+    of (layers, heads) arrays. Raises ValueError for a text of one token and for the arguments
+    ``capture_attention`` and ``repeated_random_tokens`` refuse.
     """
     check_lm(lm)
     if induction_length is None:

@@ -26,7 +26,7 @@ import json
 import uuid
 import warnings
 from importlib import resources
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import torch
 
@@ -75,6 +75,8 @@ def _select_layers(capture: AttentionCapture, layers) -> list[int]:
 
 
 def check_heads(capture: AttentionCapture, heads) -> list[int] | None:
+    """None, or ``heads`` (an int or a list of ints) as a list checked against the capture's head count
+    (ValueError naming the valid range)."""
     if heads is None:
         return None
     if isinstance(heads, int) and not isinstance(heads, bool):
@@ -146,7 +148,8 @@ def _bertviz_attention(capture: AttentionCapture, layers: list[int], n_tokens: i
     return per_layer
 
 
-def _bertviz_call(kind: str, capture, layers, max_tokens, truncate, html_action, heads_drawn=None, **options):
+def _bertviz_call(kind: Literal["head_view", "model_view"], capture: AttentionCapture, layers, max_tokens, truncate,
+                  html_action: Literal["view", "return"], heads_drawn=None, **options):
     capture = _check_capture(capture)
     chosen = _select_layers(capture, layers)
     if html_action not in ("view", "return"):
@@ -169,7 +172,8 @@ def _bertviz_call(kind: str, capture, layers, max_tokens, truncate, html_action,
 
 
 def head_view(capture: AttentionCapture, layers=None, layer: int | None = None, heads=None,
-              max_tokens: int | None = HEAD_VIEW_MAX_TOKENS, truncate: bool = False, html_action: str = "view"):
+              max_tokens: int | None = HEAD_VIEW_MAX_TOKENS, truncate: bool = False,
+              html_action: Literal["view", "return"] = "view"):
     """bertviz's head view: lines from each token to the tokens it attends to, one colour per head.
 
     layers: the captured layers to include (fewer layers = faster); layer: the one shown first;
@@ -188,7 +192,7 @@ def head_view(capture: AttentionCapture, layers=None, layer: int | None = None, 
 
 
 def model_view(capture: AttentionCapture, layers=None, heads=None, max_tokens: int | None = HEAD_VIEW_MAX_TOKENS,
-               truncate: bool = False, html_action: str = "view"):
+               truncate: bool = False, html_action: Literal["view", "return"] = "view"):
     """bertviz's model view: a thumbnail per (layer, head); click one to see it with token labels.
 
     It draws layers x heads x tokens^2 lines, so the size limit counts all of them
@@ -201,7 +205,7 @@ def model_view(capture: AttentionCapture, layers=None, heads=None, max_tokens: i
                          heads_drawn=None if include_heads is None else len(include_heads), include_heads=include_heads)
 
 
-def bertviz_html(capture: AttentionCapture, view: str = "head", **kwargs) -> str:
+def bertviz_html(capture: AttentionCapture, view: Literal["head", "model"] = "head", **kwargs) -> str:
     """A standalone HTML page holding a bertviz view (``view`` = "head" or "model"), e.g. to save to a file."""
     if view not in ("head", "model"):
         raise ValueError(f"view must be 'head' or 'model', got {view!r}")

@@ -35,7 +35,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
@@ -49,13 +49,16 @@ from gpt2lab.tokens import bos_id, pad_id, right_pad
 if TYPE_CHECKING:
     from gpt2lab.loading import LM
 
-__all__ = ["METHODS", "CAPTUM_METHODS", "DELETION_MODES", "METRICS", "AttributionInput", "AttributionOptions",
-           "AttributionMethod", "register_method", "registered_methods", "Attributions", "rank_agreement",
-           "compare_attributions", "order_from_scores", "deletion_areas", "curve_area", "DeletionResult",
-           "deletion_curve", "FaithfulnessReport", "faithfulness_table"]
+__all__ = ["METHODS", "CAPTUM_METHODS", "DeletionMode", "Metric", "Correlation", "DELETION_MODES", "METRICS",
+           "AttributionInput", "AttributionOptions", "AttributionMethod", "register_method", "registered_methods",
+           "Attributions", "rank_agreement", "compare_attributions", "order_from_scores", "deletion_areas",
+           "curve_area", "DeletionResult", "deletion_curve", "FaithfulnessReport", "faithfulness_table"]
 
-DELETION_MODES = ("remove", "mask")
-METRICS = ("kl", "logprob")
+DeletionMode = Literal["remove", "mask"]
+Metric = Literal["kl", "logprob"]
+Correlation = Literal["spearman", "kendall"]
+DELETION_MODES: tuple[DeletionMode, ...] = ("remove", "mask")
+METRICS: tuple[Metric, ...] = ("kl", "logprob")
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -84,7 +87,7 @@ def _blank_id(tokenizer, blank: str) -> int:
     return int(ids[0])
 
 
-def _prepare(lm, text: str, target, bos: bool, blank: str) -> AttributionInput:
+def _prepare(lm: LM, text: str, target, bos: bool, blank: str) -> AttributionInput:
     split = split_words(lm.tokenizer, text)
     context = ([bos_id(lm.tokenizer)] if bos else []) + list(split.input_ids)
     if len(context) >= lm.context_length:
@@ -115,7 +118,7 @@ def _prepare(lm, text: str, target, bos: bool, blank: str) -> AttributionInput:
 
 # ----------------------------------------------------------------------------- batched scoring
 
-def _score_contexts(lm, contexts: list[list[int]], target: tuple[int, ...], batch_size: int = 32):
+def _score_contexts(lm: LM, contexts: list[list[int]], target: tuple[int, ...], batch_size: int = 32):
     """For every context: log p(target | context) and the next-piece log-distribution after it."""
     logps, dists = [], []
     with torch.inference_mode():
@@ -133,7 +136,7 @@ def _score_contexts(lm, contexts: list[list[int]], target: tuple[int, ...], batc
     return np.array(logps), torch.stack(dists)
 
 
-def _context_without(inp: AttributionInput, removed, mode: str) -> list[int]:
+def _context_without(inp: AttributionInput, removed, mode: DeletionMode) -> list[int]:
     """The context with the pieces of the ``removed`` words deleted ("remove") or blanked ("mask")."""
     gone = {t for w in removed for t in inp.split.words[w].tokens}
     head = list(inp.context[:inp.shift])
@@ -341,7 +344,12 @@ CAPTUM_METHODS = tuple(m.name for m in _REGISTRY.values() if m.library == "captu
 
 @dataclass
 class Attributions:
-    """Word scores of several methods for one text and one target (higher = more important)."""
+    """Word scores of several methods for one text and one target (higher = more important).
+
+    ``scores[method]``: float64 (words,), in the method's own units (see :func:`compare_attributions`);
+    ``seconds[method]``: its wall time; ``target``/``target_ids``: the piece(s) explained;
+    ``spans``: every word's character span in ``text``.
+    """
 
     text: str
     words: list[str]
@@ -361,6 +369,7 @@ class Attributions:
 
     @property
     def table(self):
+        """The same as :meth:`to_dataframe`."""
         return self.to_dataframe()
 
     def normalised(self):
@@ -372,7 +381,7 @@ class Attributions:
         """Rank of every word under every method (1 = most important)."""
         return self.to_dataframe().rank(ascending=False, method="average")
 
-    def rank_agreement(self, kind: str = "spearman"):
+    def rank_agreement(self, kind: Correlation = "spearman"):
         """Rank correlation between every pair of methods ("spearman" or "kendall")."""
         return rank_agreement(self.scores, kind)
 
@@ -387,8 +396,9 @@ class Attributions:
         return f"Attributions({self.text!r}, target={self.target!r}, methods={list(self.scores)})"
 
 
-def rank_agreement(scores: dict[str, np.ndarray], kind: str = "spearman"):
-    """A methods x methods table of rank correlations (Spearman's rho or Kendall's tau)."""
+def rank_agreement(scores: dict[str, np.ndarray], kind: Correlation = "spearman"):
+    """A methods x methods pandas table of rank correlations (scipy's Spearman rho or Kendall tau, in
+    [-1, 1]; NaN where a method gives every word the same score). Raises ValueError for another kind."""
     import pandas as pd
     from scipy import stats
 
@@ -472,7 +482,7 @@ def compare_attributions(lm: LM, text: str | list[str], target=None, methods=Non
 
 # ----------------------------------------------------------------------------- faithfulness
 
-def order_from_scores(scores) -> list[int]:
+def order_from_scores(scores: np.ndarray) -> list[int]:
     """Word indices from the highest score to the lowest (ties keep reading order)."""
     return [int(i) for i in np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")]
 
@@ -496,30 +506,37 @@ def deletion_areas(evaluate, n_words: int, orders: list[list[int]]) -> np.ndarra
     return np.array([[values[frozenset(order[:k])] for k in range(n_words + 1)] for order in orders])
 
 
-def curve_area(curve: np.ndarray) -> float:
-    """Area under a deletion curve, as the mean movement over k = 1..n removed words."""
+def curve_area(curve: np.ndarray) -> float | np.ndarray:
+    """Area under a deletion curve (n_words + 1,), as the mean movement over k = 1..n removed words (in
+    the curve's units); for curves stacked as (curves, n_words + 1), one area per curve."""
     curve = np.asarray(curve, dtype=np.float64)
     return float(curve[..., 1:].mean(axis=-1)) if curve.ndim == 1 else curve[..., 1:].mean(axis=-1)
 
 
 @dataclass
 class DeletionResult:
-    """Deletion curves of several methods (and of random orders) for one text."""
+    """Deletion curves of several methods (and of random orders) for one text.
+
+    Movement is in nats (``metric="kl"``) or in log-probability of the target (``"logprob"``);
+    ``areas``: :func:`curve_area` of each method's curve, ``random_area``: the mean over random orders.
+    """
 
     text: str
     words: list[str]
     target: str
-    metric: str
-    mode: str
+    metric: Metric
+    mode: DeletionMode
     curves: dict[str, np.ndarray]  # method -> (n_words + 1,) movement after k words removed
     random_curves: np.ndarray  # (n_random, n_words + 1)
 
     @property
     def areas(self) -> dict[str, float]:
+        """Area under each method's curve."""
         return {m: curve_area(c) for m, c in self.curves.items()}
 
     @property
     def random_area(self) -> float:
+        """Mean area under the random orders' curves (NaN without random orders)."""
         return float(np.mean(curve_area(self.random_curves))) if len(self.random_curves) else float("nan")
 
     def plot(self, ax=None):
@@ -527,7 +544,7 @@ class DeletionResult:
         return views.plot_deletion(self, ax)
 
 
-def _movement_evaluator(lm, inp: AttributionInput, mode: str, metric: str):
+def _movement_evaluator(lm: LM, inp: AttributionInput, mode: DeletionMode, metric: Metric):
     full_logp, full_dist = _score_contexts(lm, [list(inp.context)], inp.target)
 
     def evaluate(removed_sets):
@@ -542,13 +559,17 @@ def _movement_evaluator(lm, inp: AttributionInput, mode: str, metric: str):
     return evaluate
 
 
-def deletion_curve(lm, attributions: Attributions, *, metric: str = "kl", mode: str = "remove",
+def deletion_curve(lm: LM, attributions: Attributions, *, metric: Metric = "kl", mode: DeletionMode = "remove",
                    n_random: int = 20, bos: bool = True, blank: str = " ", seed: int = 0) -> DeletionResult:
     """Remove words from most to least important (per method) and measure how far the prediction moves.
 
-    metric: "kl" (KL divergence of the next-piece distribution from the full text's) or "logprob"
-        (drop of log p(target)). mode: "remove" deletes the words, "mask" replaces them with ``blank``.
-    A faithful method moves the prediction sooner than random orders do: larger area.
+    metric: "kl" (KL divergence, in nats, of the next-piece distribution from the full text's) or
+        "logprob" (drop of log p(target)). mode: "remove" deletes the words, "mask" replaces them with
+        ``blank``. A faithful method moves the prediction sooner than random orders do: larger area
+        (the deletion metric of Samek et al. 2017, "Evaluating the visualization of what a deep neural
+        network has learned"; DeYoung et al. 2020 call it comprehensiveness). Curves have shape
+        (n_words + 1,); ``n_random`` random orders (seeded by ``seed``) give the baseline. Raises
+        ValueError for an unknown metric or mode or a negative n_random.
     """
     if metric not in METRICS:
         raise ValueError(f"metric={metric!r} is not allowed; use one of {METRICS}")
@@ -575,11 +596,12 @@ class FaithfulnessReport:
     table: object  # pandas DataFrame, one row per method, best first
     per_text: object  # pandas DataFrame, one row per (text, method)
     agreement: object  # mean Spearman correlation between methods over the texts
-    metric: str
-    mode: str
+    metric: Metric
+    mode: DeletionMode
 
     @property
     def best_method(self) -> str:
+        """The method ranked first (lowest mean rank, then largest area)."""
         return str(self.table.index[0])
 
     def _repr_html_(self) -> str:
@@ -590,7 +612,8 @@ class FaithfulnessReport:
                 + self.table.to_string(float_format=lambda v: f"{v:.3f}"))
 
 
-def faithfulness_table(lm: LM, texts, methods=None, *, metric: str = "kl", mode: str = "remove",
+def faithfulness_table(lm: LM, texts: str | list[str], methods=None, *, metric: Metric = "kl",
+                       mode: DeletionMode = "remove",
                        n_random: int = 20, bos: bool = True, blank: str = " ", seed: int = 0,
                        progress: bool = True, **method_kwargs) -> FaithfulnessReport:
     """Which method is most faithful on these sentences?
@@ -599,7 +622,8 @@ def faithfulness_table(lm: LM, texts, methods=None, *, metric: str = "kl", mode:
     and random orders. Columns: mean area (higher = the method finds words that move the
     prediction), mean area of random orders, ``gain`` = area / random area, ``wins`` (texts on
     which the method had the largest area) and ``mean_rank`` (1 = best). Rows sorted by mean rank.
-    ``method_kwargs`` go to :func:`compare_attributions` (e.g. ``shapley_samples``).
+    ``method_kwargs`` go to :func:`compare_attributions` (e.g. ``shapley_samples``). Raises ValueError
+    for no texts, an unknown method, metric or mode (see :func:`deletion_curve`).
     """
     import pandas as pd
     from tqdm.auto import tqdm

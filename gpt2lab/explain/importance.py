@@ -50,24 +50,26 @@ import time
 import types
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
 
 from gpt2lab.explain import views
-from gpt2lab.explain.outputs import OUTPUTS, frozen, last_hidden, output_variance, phi
+from gpt2lab.explain.outputs import OUTPUTS, Output, frozen, last_hidden, output_variance, phi
 from gpt2lab.explain.words import WordSplit, split_tokens, split_words
 from gpt2lab.tokens import bos_id, pad_id, right_pad
 
 if TYPE_CHECKING:
     from gpt2lab.loading import LM
 
-__all__ = ["UNITS", "NORMALISERS", "DEFAULT_SCALE_FACTOR", "ImportanceSettings", "WordImportance", "text_seed",
-           "default_scale", "word_importance", "ObjectiveEstimate", "objective"]
+__all__ = ["Unit", "Normaliser", "UNITS", "NORMALISERS", "DEFAULT_SCALE_FACTOR", "ImportanceSettings",
+           "WordImportance", "text_seed", "default_scale", "word_importance", "ObjectiveEstimate", "objective"]
 
-UNITS = ("word", "token")
-NORMALISERS = ("corpus", "self")
+Unit = Literal["word", "token"]
+Normaliser = Literal["corpus", "self"]
+UNITS: tuple[Unit, ...] = ("word", "token")
+NORMALISERS: tuple[Normaliser, ...] = ("corpus", "self")
 DEFAULT_SCALE_FACTOR = 10.0  # sigma's ceiling in units of the embedding table's std (the paper's advice)
 
 
@@ -85,9 +87,9 @@ class ImportanceSettings:
     smoothing: float = 0.97  # EMA factor for judging "best": loss and rho averaged over ~1/(1-x) steps
     rate: float = 0.1  # lambda: weight of the "as much noise as possible" term
     scale: float | None = None  # sigma's ceiling; None = 10 x std of the token-embedding table
-    output: str = "logits"  # Phi: "logits" or "hidden" (final hidden state) at the last position
-    unit: str = "word"  # "word": pieces of a word share sigma; "token": one sigma per BPE piece
-    normaliser: str = "corpus"  # r^2: "corpus" variance (cached per model) or "self" = mean(Phi(x)^2)
+    output: Output = "logits"  # Phi: "logits" or "hidden" (final hidden state) at the last position
+    unit: Unit = "word"  # "word": pieces of a word share sigma; "token": one sigma per BPE piece
+    normaliser: Normaliser = "corpus"  # r^2: "corpus" variance (cached per model) or "self" = mean(Phi(x)^2)
     bos: bool = True  # condition on <|endoftext|> first, as at the start of a GPT-2 document
     seed: int = 0
     max_rows: int | None = None  # rows per forward pass (memory cap); None = by device
@@ -96,6 +98,8 @@ class ImportanceSettings:
     patience: int = 30  # ... over this many steps; stop_tol=None always runs every step
 
     def validate(self) -> None:
+        """Raises ValueError naming the first field whose value is not allowed, and what is."""
+
         def need(cond, name, value, allowed):
             if not cond:
                 raise ValueError(f"{name}={value!r} is not allowed; {allowed}")
@@ -140,6 +144,11 @@ class WordImportance:
     ``importance[i]``: -log sigma rescaled within the text to [0, 1] (1 = most important word).
     ``loss_trace``: the loss at every step run; ``best_step``: where the kept sigma came from;
     ``steps_run``: steps actually run (fewer than ``settings["steps"]`` when the text settled early).
+
+    Shapes (W = words of the text, or BPE pieces with ``unit="token"``): ``sigma``, ``importance``
+    (W,) float64; ``loss_trace`` (steps_run,); ``sigma_trace`` (checkpoints, W) with ``trace_steps``
+    and ``trace_seconds`` (checkpoints,). sigma is in the units of the input embeddings (a standard
+    deviation of added Gaussian noise), at most ``scale``; ``seconds`` is wall time.
     """
 
     text: str
@@ -163,6 +172,7 @@ class WordImportance:
 
     @property
     def scale(self) -> float:
+        """sigma's ceiling, in embedding units (``settings["scale"]``)."""
         return float(self.settings["scale"])
 
     def ranking(self) -> list[str]:
@@ -199,14 +209,15 @@ class WordImportance:
 # ----------------------------------------------------------------------------- noise
 
 def text_seed(seed: int, text: str) -> int:
-    """The noise seed of one text: depends on (seed, text) only, so a text draws the same noise
-    whether it is explained alone or inside a batch."""
+    """The noise seed of one text (a 63-bit int from SHA-256 of seed and text): it depends on (seed, text)
+    only, so a text draws the same noise whether it is explained alone or inside a batch."""
     digest = hashlib.sha256(f"{seed}\x00{text}".encode()).digest()
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
-def default_scale(lm, factor: float = DEFAULT_SCALE_FACTOR) -> float:
-    """sigma's ceiling: ``factor`` x the standard deviation of the token-embedding table."""
+def default_scale(lm: LM, factor: float = DEFAULT_SCALE_FACTOR) -> float:
+    """sigma's ceiling, in embedding units: ``factor`` x the standard deviation of the token-embedding
+    table (Guan et al. 2019 advise about 10 x the embeddings' spread, so the noise can drown a word)."""
     weight = lm.model.get_input_embeddings().weight
     return float(factor * weight.detach().float().std())
 
@@ -226,16 +237,19 @@ def _check_texts(text_or_texts) -> tuple[list[str], bool]:
     raise TypeError(f"text_or_texts must be a string or a list of strings, got {type(text_or_texts).__name__}")
 
 
-def word_importance(lm, text_or_texts, *, steps: int = 200, samples: int = 4, lr: float = 0.3,
-                    final_lr_ratio: float = 0.05, init: float = 0.05, smoothing: float = 0.97, rate: float = 0.1,
-                    scale: float | None = None, output: str = "logits", unit: str = "word",
-                    normaliser: str = "corpus", bos: bool = True, seed: int = 0, max_rows: int | None = None,
+def word_importance(lm: LM, text_or_texts: str | list[str], *, steps: int = 200, samples: int = 4,
+                    lr: float = 0.3, final_lr_ratio: float = 0.05, init: float = 0.05, smoothing: float = 0.97,
+                    rate: float = 0.1, scale: float | None = None, output: Output = "logits", unit: Unit = "word",
+                    normaliser: Normaliser = "corpus", bos: bool = True, seed: int = 0, max_rows: int | None = None,
                     texts_per_batch: int = 16, stop_tol: float | None = 0.05, patience: int = 30,
-                    record_every: int | None = None, progress: bool = True):
+                    record_every: int | None = None, progress: bool = True) -> WordImportance | list[WordImportance]:
     """How important is every word of a prompt for what the model predicts next?
 
-    Guan et al.'s perturbation method (see the module docstring), batched. Returns a
-    :class:`WordImportance` for a string, a list of them for a list of strings.
+    Guan et al. 2019, "Towards a Deep and Unified Understanding of Deep Neural Models in NLP" (ICML):
+    the perturbation method of the module docstring, batched. Returns a :class:`WordImportance`
+    (sigma and importance of shape (words,)) for a string, a list of them for a list of strings.
+    Raises ValueError naming the setting for a value that is not allowed, for an empty list or a text
+    without words or longer than the model's context; TypeError for a text that is not a string.
 
     steps, samples, lr: Adam steps, noise samples per step (one batch), learning rate; it decays
         (cosine) to ``final_lr_ratio`` x lr by the last step.
@@ -593,13 +607,17 @@ class ObjectiveEstimate:
     samples: int
 
 
-def objective(lm, result: WordImportance, sigma=None, *, samples: int = 1024, seed: int = 12345,
+def objective(lm: LM, result: WordImportance, sigma=None, *, samples: int = 1024, seed: int = 12345,
               chunk: int = 256) -> ObjectiveEstimate:
     """Estimate the loss that :func:`word_importance` minimised, at ``result.sigma`` (or at ``sigma``,
-    one value per word of ``result``), with ``samples`` fresh noise draws and the settings of ``result``.
+    one value per word of ``result``, shape (words,)), with ``samples`` fresh noise draws and the
+    settings of ``result``.
 
     The optimiser sees only a few noisy draws per step; this answers "which of two answers is the
     better optimum?" (two starts, two seeds, or gpt2lab against another implementation) on equal terms.
+    ``chunk`` noise samples go through the model per forward pass (memory). Raises TypeError when
+    ``result`` is not a WordImportance, ValueError for a sigma of the wrong shape or not positive, too
+    few samples, or a result that this model's tokenizer splits differently.
     """
     if not isinstance(result, WordImportance):
         raise TypeError(f"result must be a WordImportance from word_importance, got {type(result).__name__}")

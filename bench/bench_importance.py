@@ -47,7 +47,8 @@ from scipy.stats import ConstantInputWarning, spearmanr
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import gpt2lab  # noqa: E402
-from gpt2lab.explain.importance import ImportanceSettings, default_scale, frozen, objective, output_variance
+from gpt2lab.explain.importance import ImportanceSettings, default_scale, objective
+from gpt2lab.explain.outputs import frozen, output_variance
 from gpt2lab.explain.words import split_words  # noqa: E402
 from gpt2lab.fingerprint import model_fingerprint
 from gpt2lab.tokens import bos_id

@@ -36,7 +36,7 @@ _LAZY = {
     "score_text": "gpt2lab.basics.evaluation",
     "perplexity": "gpt2lab.basics.evaluation",
     "bits_per_char": "gpt2lab.basics.evaluation",
-    "capture_attention": "gpt2lab.attention.by_hand",
+    "capture_attention": "gpt2lab.attention.capture",
     "head_stats": "gpt2lab.attention.heads",
     "GenerationParams": "gpt2lab.generation.params",
     "generate": "gpt2lab.generation.pipeline",

@@ -138,7 +138,7 @@ class LM:
 
     def capture_attention(self, text, **kwargs):
         """``gpt2lab.capture_attention(lm, text)``: every head's attention weights (``AttentionCapture``)."""
-        return _call("gpt2lab.attention.by_hand", "capture_attention", self, text, **kwargs)
+        return _call("gpt2lab.attention.capture", "capture_attention", self, text, **kwargs)
 
     def head_stats(self, text: str, **kwargs):
         """``gpt2lab.head_stats(lm, text)``: entropy, first-token, previous-token and induction scores."""

@@ -9,6 +9,7 @@ import torch
 
 import gpt2lab
 from gpt2lab.attention import by_hand as att
+from gpt2lab.attention import capture as cap
 from gpt2lab.attention import views
 from gpt2lab.widgets import attention as attention_widget
 
@@ -129,7 +130,7 @@ def test_by_hand_rejects_bad_input(tiny_lm):
     with pytest.raises(TypeError, match="GPT-2's layout"):
         att.forward_by_hand(not_gpt2, TEXT)
     with pytest.raises(TypeError, match="gpt2lab.LM"):
-        att.capture_attention("gpt2", TEXT)
+        cap.capture_attention("gpt2", TEXT)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -155,7 +156,7 @@ def test_capture_has_readable_tokens_and_the_models_weights(any_lm):
 
 
 def test_capture_tokens_of_gpt2_tokenizer(tiny_lm):
-    capture = att.capture_attention(tiny_lm, "Hello world!\nThe end")
+    capture = cap.capture_attention(tiny_lm, "Hello world!\nThe end")
     assert capture.tokens == ["Hello", " world", "!", "\n", "The", " end"]
     assert capture.labels == ["Hello", " world", "!", "↵", "The", " end"]
     frame = capture.to_frame(0, 1)
@@ -164,8 +165,8 @@ def test_capture_tokens_of_gpt2_tokenizer(tiny_lm):
 
 
 def test_capture_layers_subset_and_truncation(tiny_lm):
-    full = att.capture_attention(tiny_lm, TEXT)
-    only_second = att.capture_attention(tiny_lm, TEXT, layers=[1])
+    full = cap.capture_attention(tiny_lm, TEXT)
+    only_second = cap.capture_attention(tiny_lm, TEXT, layers=[1])
     assert only_second.attention.shape[0] == 1 and only_second.layers == [1]
     assert torch.equal(only_second.layer(1), full.layer(1))
     with pytest.raises(ValueError, match=r"layer=0 was not captured.*\[1\]"):
@@ -173,7 +174,7 @@ def test_capture_layers_subset_and_truncation(tiny_lm):
     with pytest.raises(ValueError, match="head=5 is out of range"):
         full.head(0, 5)
     with pytest.warns(UserWarning, match="keeping the first 6"):
-        short = att.capture_attention(tiny_lm, TEXT, max_tokens=6)
+        short = cap.capture_attention(tiny_lm, TEXT, max_tokens=6)
     assert short.n_tokens == 6 and short.truncated_from == full.n_tokens
     assert short.tokens == full.tokens[:6]
     assert short.text == "".join(full.tokens[:6])
@@ -183,34 +184,72 @@ def test_capture_layers_subset_and_truncation(tiny_lm):
 
 def test_capture_rejects_bad_input(tiny_lm):
     with pytest.raises(ValueError, match="text is empty"):
-        att.capture_attention(tiny_lm, "")
+        cap.capture_attention(tiny_lm, "")
     with pytest.raises(TypeError, match="text must be a string or a list of token ids"):
-        att.capture_attention(tiny_lm, ["a"])
+        cap.capture_attention(tiny_lm, ["a"])
     with pytest.raises(ValueError, match=r"token ids must lie in 0\.\.50256"):
-        att.capture_attention(tiny_lm, [1, 50257])
+        cap.capture_attention(tiny_lm, [1, 50257])
     with pytest.raises(ValueError, match=r"layers=5 is out of range"):
-        att.capture_attention(tiny_lm, TEXT, layers=[0, 5])
+        cap.capture_attention(tiny_lm, TEXT, layers=[0, 5])
     with pytest.raises(ValueError, match="names a layer twice"):
-        att.capture_attention(tiny_lm, TEXT, layers=[1, 1])
+        cap.capture_attention(tiny_lm, TEXT, layers=[1, 1])
     with pytest.raises(ValueError, match="max_tokens must be a positive int"):
-        att.capture_attention(tiny_lm, TEXT, max_tokens=0)
+        cap.capture_attention(tiny_lm, TEXT, max_tokens=0)
 
 
 def test_capture_of_token_ids(tiny_lm):
-    from_text = att.capture_attention(tiny_lm, "Hello world!\nThe end")
-    from_ids = att.capture_attention(tiny_lm, torch.tensor(from_text.token_ids))
+    from_text = cap.capture_attention(tiny_lm, "Hello world!\nThe end")
+    from_ids = cap.capture_attention(tiny_lm, torch.tensor(from_text.token_ids))
     assert from_ids.tokens == from_text.tokens and from_ids.text == from_text.text
     assert torch.equal(from_ids.attention, from_text.attention)
-    assert att.capture_attention(tiny_lm, from_text.token_ids[:3]).tokens == ["Hello", " world", "!"]
+    assert cap.capture_attention(tiny_lm, from_text.token_ids[:3]).tokens == ["Hello", " world", "!"]
+
+
+def test_a_batch_equals_its_rows_one_at_a_time(any_lm):
+    """The one capture path: rows of different lengths are padded and masked; every row's weights equal
+    those of the row run alone, and padding gets no weight and gives none."""
+    tok = any_lm.tokenizer
+    texts = ["Hello world!\nThe end", "A much longer row of text, so that the others need padding here.", "Hi"]
+    rows = [[tok.eos_token_id] + tok(t)["input_ids"] for t in texts]
+    batch = cap.attention_weights(any_lm, rows)
+    width = max(len(r) for r in rows)
+    n_layers, n_heads = any_lm.model.config.n_layer, any_lm.model.config.n_head
+    assert batch.shape == (3, n_layers, n_heads, width, width) and batch.dtype == torch.float32
+    for b, row in enumerate(rows):
+        alone = cap.attention_weights(any_lm, [row])[0]
+        n = len(row)
+        assert max_gap(batch[b, ..., :n, :n], alone) <= TOLERANCE
+        assert (batch[b, ..., n:, :] == 0).all() and (batch[b, ..., :, n:] == 0).all()
+        assert torch.allclose(alone.sum(-1), torch.ones(n_layers, n_heads, n), atol=1e-5)
+    # the same batch as a tensor with its mask, and a subset of layers in a chosen order
+    ids = torch.full((3, width), tok.eos_token_id)
+    mask = torch.zeros((3, width), dtype=torch.long)
+    for b, row in enumerate(rows):
+        ids[b, :len(row)], mask[b, :len(row)] = torch.tensor(row), 1
+    last_first = cap.attention_weights(any_lm, ids, mask, layers=[n_layers - 1, 0])
+    assert torch.equal(last_first[:, 0], batch[:, -1]) and torch.equal(last_first[:, 1], batch[:, 0])
+
+
+def test_the_capture_path_refuses_bad_batches(tiny_lm):
+    with pytest.raises(ValueError, match="empty row"):
+        cap.attention_weights(tiny_lm, [[1, 2], []])
+    with pytest.raises(TypeError, match="list of token-id lists"):
+        cap.attention_weights(tiny_lm, [])
+    with pytest.raises(ValueError, match=r"token ids must lie in 0\.\.50256"):
+        cap.attention_weights(tiny_lm, [[1, 50257]])
+    with pytest.raises(ValueError, match="attends over at most 64"):
+        cap.attention_weights(tiny_lm, [[1] * 65])
+    with pytest.raises(ValueError, match=r"attention_mask must have the shape of the ids \(1, 3\)"):
+        cap.attention_weights(tiny_lm, torch.tensor([[1, 2, 3]]), torch.ones(1, 2))
 
 
 def test_capture_is_exported_lazily():
-    assert gpt2lab.capture_attention is att.capture_attention
+    assert gpt2lab.capture_attention is cap.capture_attention
 
 
 def test_capture_restores_the_attention_kernel(tiny_lm):
     before = tiny_lm.model.config._attn_implementation
-    att.capture_attention(tiny_lm, TEXT)
+    cap.capture_attention(tiny_lm, TEXT)
     assert tiny_lm.model.config._attn_implementation == before
 
 
@@ -220,7 +259,7 @@ def test_capture_restores_the_attention_kernel(tiny_lm):
 
 @pytest.fixture(scope="module")
 def capture(tiny_lm):
-    return att.capture_attention(tiny_lm, "Hello world!\nThe cat sat on the mat.")
+    return cap.capture_attention(tiny_lm, "Hello world!\nThe cat sat on the mat.")
 
 
 def bertviz_params(page: str) -> dict:
@@ -248,7 +287,7 @@ def test_model_view_carries_labels_and_heads(capture):
 
 
 def test_bertviz_guard_on_long_inputs(tiny_lm):
-    long_capture = att.capture_attention(tiny_lm, ("one two three four five six seven eight nine ten " * 5).strip())
+    long_capture = cap.capture_attention(tiny_lm, ("one two three four five six seven eight nine ten " * 5).strip())
     assert long_capture.n_tokens == 50
     with pytest.raises(ValueError, match=r"50 tokens.*truncate=True to show the first 20.*max_tokens=None"):
         views.head_view(long_capture, max_tokens=20, html_action="return")
@@ -277,7 +316,7 @@ def test_offline_html_is_self_contained(capture):
     assert "<script src" not in page and "href=" not in page and "cdnjs" not in page
     assert '"labels": ["Hello", " world", "!", "↵", "The"' in page
     assert '"startLayer": 1' in page and '"startHead": -1' in page
-    tricky = att.AttentionCapture(text="x", token_ids=[0, 1], tokens=["</script>", "<b>"],
+    tricky = cap.AttentionCapture(text="x", token_ids=[0, 1], tokens=["</script>", "<b>"],
                                   attention=torch.tensor([[[[1.0, 0.0], [0.25, 0.75]]]]), layers=[0],
                                   n_model_layers=1)
     tricky_page = views.offline_html(tricky)
@@ -285,6 +324,34 @@ def test_offline_html_is_self_contained(capture):
     assert "[[[1000,250,750]]]" in tricky_page.replace(" ", "")  # lower triangle in thousandths
     with pytest.raises(ValueError, match="layer=0 is not among the layers shown"):
         views.offline_html(capture, layers=[1], layer=0)
+
+
+def test_the_offline_views_script_and_styles_ship_as_package_data(capture, tmp_path):
+    """The page embeds gpt2lab/attention/static/offline_view.{js,css}, and a built wheel carries both."""
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+    from pathlib import Path
+
+    pytest.importorskip("setuptools")  # the wheel is built offline, without build isolation
+    static = Path(views.__file__).parent / "static"
+    script = (static / "offline_view.js").read_text(encoding="utf-8")
+    styles = (static / "offline_view.css").read_text(encoding="utf-8")
+    page = views.offline_html(capture)
+    assert styles in page and script.split("__DATA__")[0] in page and script.split("__DATA__")[1] in page
+    root = Path(gpt2lab.__file__).parents[1]
+    if not (root / "pyproject.toml").is_file():
+        pytest.skip("gpt2lab is installed, not a source checkout: no wheel to build")
+    source = tmp_path / "source"  # a copy: building writes build/ and *.egg-info beside the sources
+    shutil.copytree(root / "gpt2lab", source / "gpt2lab", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(root / name, source / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(tmp_path / "dist")], check=True, capture_output=True, timeout=300)
+    (wheel,) = (tmp_path / "dist").glob("gpt2lab-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert {"gpt2lab/attention/static/offline_view.js", "gpt2lab/attention/static/offline_view.css"} <= set(names)
 
 
 def test_show_offline_wraps_the_page_in_an_iframe(capture, tmp_path):
@@ -346,7 +413,7 @@ def uniform_capture(n_layers, n_heads, n_tokens):
     rows = torch.ones(n_tokens, n_tokens).tril()
     weights = (rows / rows.sum(-1, keepdim=True)).expand(n_layers, n_heads, n_tokens, n_tokens).contiguous()
     tokens = [f" t{i}" for i in range(n_tokens)]
-    return att.AttentionCapture(text="".join(tokens), token_ids=list(range(n_tokens)), tokens=tokens,
+    return cap.AttentionCapture(text="".join(tokens), token_ids=list(range(n_tokens)), tokens=tokens,
                                 attention=weights, layers=list(range(n_layers)), n_model_layers=n_layers)
 
 

@@ -14,7 +14,7 @@ from bertviz_assets import fetch_scripts, local_file_for
 from browser_support import CHROMIUM_ARGS, PAGE_URL, find_chromium, route_page
 
 from gpt2lab.attention import views
-from gpt2lab.attention.by_hand import capture_attention
+from gpt2lab.attention.capture import capture_attention
 
 pytestmark = pytest.mark.browser
 

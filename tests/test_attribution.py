@@ -1,6 +1,8 @@
 """Attribution baselines through captum, attention scores, and the faithfulness measures."""
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import pytest
 import torch
@@ -150,3 +152,57 @@ def test_bad_arguments_are_refused_clearly(tiny_lm):
         attribution.deletion_curve(tiny_lm, res, metric="auc")
     with pytest.raises(ValueError, match="mode="):
         attribution.deletion_curve(tiny_lm, res, mode="shuffle")
+
+
+def test_a_registered_method_is_compared_like_the_built_in_ones(tiny_lm):
+    """Adding a method is one decorated function; compare_attributions then runs it by name."""
+    import gpt2lab
+    from gpt2lab.explain import attribution
+
+    assert list(attribution.registered_methods())[:len(attribution.METHODS)] == list(attribution.METHODS)
+    assert attribution.CAPTUM_METHODS == ("occlusion", "shapley", "integrated_gradients")
+    assert all(m.source and m.description for m in attribution.registered_methods().values())
+
+    @attribution.register_method("word_length_test", description="characters per word", source="this test")
+    def _length(lm, inp, options):
+        return np.array([len(w.text) for w in inp.split.words], dtype=float)
+
+    try:
+        res = gpt2lab.compare_attributions(tiny_lm, SENTENCE, methods=("word_length_test", "leave_one_out"),
+                                           progress=False)
+        assert res.scores["word_length_test"].tolist() == [1, 10, 2, 4, 3, 3, 1, 3]
+        assert list(res.scores) == ["word_length_test", "leave_one_out"]
+        with pytest.raises(ValueError, match="already registered"):
+            attribution.register_method("word_length_test", description="again", source="this test")
+    finally:
+        del attribution._REGISTRY["word_length_test"]
+    with pytest.raises(ValueError, match=r"choose from the registered methods \['importance', 'occlusion'"):
+        gpt2lab.compare_attributions(tiny_lm, SENTENCE, methods=("word_length_test",), progress=False)
+
+
+def test_views_draw_what_the_results_hold(tiny_lm):
+    """The result objects delegate their drawing to gpt2lab.explain.views; the pictures hold the numbers."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    import gpt2lab
+    from gpt2lab.explain import attribution, views
+
+    res = gpt2lab.compare_attributions(tiny_lm, SENTENCE, methods=("leave_one_out", "attention_last"),
+                                       progress=False)
+    fig = res.plot()
+    image = fig.axes[0].images[0].get_array()
+    assert image.shape == (2, 8)
+    np.testing.assert_allclose(image[0], res.scores["leave_one_out"] / np.abs(res.scores["leave_one_out"]).max())
+    plt.close(fig)
+    page = res._repr_html_()
+    assert page == views.attributions_html(res) and "disapprove" in page and html.escape(repr(res.target)) in page
+    deletion = attribution.deletion_curve(tiny_lm, res, n_random=3)
+    fig = deletion.plot()
+    drawn = {line.get_label(): line.get_ydata() for line in fig.axes[0].get_lines()}
+    label = f"leave_one_out (area {deletion.areas['leave_one_out']:.3g})"
+    np.testing.assert_allclose(drawn[label], deletion.curves["leave_one_out"])
+    np.testing.assert_allclose(drawn[f"random (area {deletion.random_area:.3g})"], deletion.random_curves.mean(0))
+    plt.close(fig)

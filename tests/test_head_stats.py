@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from gpt2lab.attention import heads as hs
-from gpt2lab.attention.by_hand import AttentionCapture
+from gpt2lab.attention.capture import AttentionCapture
 
 T = 9  # tokens in the constructed patterns
 

@@ -223,16 +223,17 @@ def test_token_unit_gives_one_sigma_per_piece(tiny_lm):
 
 
 def test_output_variance_is_cached_per_model(tiny_lm):
-    from gpt2lab.explain import importance
+    from gpt2lab.explain import outputs
 
-    path = importance._cache_path(tiny_lm, "logits", True, importance.CORPUS_SENTENCES)
+    path = outputs.cache_path(tiny_lm, "logits", True, outputs.CORPUS_SENTENCES)
     path.unlink(missing_ok=True)
-    first = importance.output_variance(tiny_lm)
+    first = outputs.output_variance(tiny_lm)
     assert path.is_file() and first.shape == (tiny_lm.model.config.vocab_size,) and bool((first > 0).all())
-    again = importance.output_variance(tiny_lm)
+    again = outputs.output_variance(tiny_lm)
     assert torch.equal(first, again)
     # another model (different weights) gets another cache entry
-    other = importance._cache_path(make_value_blind_lm(tiny_lm.tokenizer), "logits", True, importance.CORPUS_SENTENCES)
+    other = outputs.cache_path(make_value_blind_lm(tiny_lm.tokenizer), "logits", True,
+                               outputs.CORPUS_SENTENCES)
     assert other != path
 
 
@@ -361,12 +362,13 @@ def test_the_bench_original_minimises_the_same_objective(tiny_lm):
     its loss is gpt2lab's objective plus the constant rate * log(scale) (it logs sigmoid(ratio), not sigma)."""
     import gpt2lab
     from gpt2lab.explain import importance
+    from gpt2lab.explain import outputs as explain_outputs
 
     bench = _bench()
     # a word of several pieces, and a large rate: the entropy term must be a mean over words, not pieces
     text, rate = "The antidisestablishmentarianism of thee, said", 2.0
     res = gpt2lab.word_importance(tiny_lm, text, steps=1, samples=1, rate=rate, progress=False)
-    r2 = importance.output_variance(tiny_lm)
+    r2 = explain_outputs.output_variance(tiny_lm)
     original = bench.original_interpreter(tiny_lm, text, r2, res.scale, rate, init=0.2)
     fractions = torch.linspace(0.01, 0.3, len(res.words))
     with torch.no_grad():

@@ -1,19 +1,16 @@
-"""Attention, opened up: a GPT-2 block recomputed by hand, and attention weights captured for viewing.
+"""Attention, opened up: a GPT-2 block recomputed by hand and checked against the real model.
 
-Two things live here.
+``block_by_hand(lm, text, layer)`` recomputes one transformer block from the model's own weights with
+plain tensor operations and returns every intermediate under a name a learner can follow (``ln_1``,
+``query``, ``scores``, ``attention_weights``, ``mlp_gelu``, ...). ``embed_by_hand`` does the same for
+the token and position embeddings, ``forward_by_hand`` chains all blocks up to the logits, and
+``compare_with_model`` shows, layer by layer, how far the hand computation is from what the real
+model computed (float32: below 1e-5). The real model's attention weights come through the one
+capture path, :func:`gpt2lab.attention.capture.attention_weights`.
 
-1. **By hand.** ``block_by_hand(lm, text, layer)`` recomputes one transformer block from the model's
-   own weights with plain tensor operations and returns every intermediate under a name a learner
-   can follow (``ln_1``, ``query``, ``scores``, ``attention_weights``, ``mlp_gelu``, ...).
-   ``embed_by_hand`` does the same for the token and position embeddings, ``forward_by_hand`` chains
-   all blocks up to the logits, and ``compare_with_model`` shows, layer by layer, how far the hand
-   computation is from what the real model computed (float32: below 1e-5).
-
-2. **Capture.** ``capture_attention(lm, text)`` runs the model once in eager mode and returns the
-   tokens as a person reads them (byte-level markers ``Ġ``/``Ċ`` shown as space/newline) together
-   with the attention weights as one tensor shaped (layers, heads, query, key). The views in
-   :mod:`gpt2lab.attention.views` and the statistics in :mod:`gpt2lab.attention.heads` take that object.
-
+Sources: the transformer block of Vaswani et al. 2017 ("Attention Is All You Need") in GPT-2's
+pre-norm form (Radford et al. 2019, "Language Models are Unsupervised Multitask Learners"), layer
+norm (Ba et al. 2016) and GELU (Hendrycks & Gimpel 2016); checked against transformers' GPT2Model.
 GPT-2 details the hand computation follows (transformers' eager kernel does the same):
   * ``c_attn``/``c_proj``/``c_fc`` are ``Conv1D`` layers whose weight is stored (in, out), so the
     projection is ``x @ W + b`` with no transpose (an ``nn.Linear`` would store (out, in));
@@ -25,31 +22,32 @@ GPT-2 details the hand computation follows (transformers' eager kernel does the 
 from __future__ import annotations
 
 import math
-import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
-from gpt2lab.basics.bpe import readable_token
+from gpt2lab.attention.capture import (
+    attention_weights,
+    check_layer,
+    check_lm,
+    given_ids,
+    readable_tokens,
+)
 
-__all__ = ["check_lm", "DEFAULT_MAX_TOKENS", "token_ids", "readable_tokens", "display_label", "Embeddings",
-           "embed_by_hand", "BLOCK_STEPS", "BlockComputation", "layer_norm_by_hand", "gelu_by_hand",
-           "run_block_by_hand", "ModelReference", "model_reference", "block_by_hand", "ForwardByHand",
-           "forward_by_hand", "compare_with_model", "AttentionCapture", "capture_attention"]
+if TYPE_CHECKING:
+    from gpt2lab.loading import LM
 
-DEFAULT_MAX_TOKENS = 256  # attention grows with tokens^2 per head; 256 keeps GPT-2 small's capture ~40 MB
+__all__ = ["token_ids", "Embeddings", "embed_by_hand", "BLOCK_STEPS", "BlockComputation", "layer_norm_by_hand",
+           "gelu_by_hand", "run_block_by_hand", "ModelReference", "model_reference", "block_by_hand",
+           "ForwardByHand", "forward_by_hand", "compare_with_model"]
 
 
 # ----------------------------------------------------------------------------------------------
-# input checks shared by the functions below
+# input checks
 
 
-def check_lm(lm) -> None:
-    if not (hasattr(lm, "model") and hasattr(lm, "tokenizer")):
-        raise TypeError(f"lm must be a gpt2lab.LM (from gpt2lab.load(...)), got {type(lm).__name__}")
-
-
-def _gpt2_parts(lm):
+def _gpt2_parts(lm: LM):
     """The GPT-2 trunk (``transformer``) of ``lm.model``, or a clear error for other architectures."""
     check_lm(lm)
     trunk = getattr(lm.model, "transformer", None)
@@ -60,66 +58,23 @@ def _gpt2_parts(lm):
     return trunk
 
 
-def _n_layers(lm) -> int:
-    cfg = lm.model.config
-    return int(getattr(cfg, "n_layer", None) or cfg.num_hidden_layers)
-
-
-def _check_layer(lm, layer, name: str = "layer") -> int:
-    n = _n_layers(lm)
-    if isinstance(layer, bool) or not isinstance(layer, int):
-        raise TypeError(f"{name} must be an int between 0 and {n - 1}, got {layer!r}")
-    if not 0 <= layer < n:
-        raise ValueError(f"{name}={layer} is out of range: {lm.name!r} has {n} layers, so use 0..{n - 1}")
-    return layer
-
-
-def _check_layers(lm, layers) -> list[int]:
-    n = _n_layers(lm)
-    if layers is None:
-        return list(range(n))
-    if isinstance(layers, int) and not isinstance(layers, bool):
-        layers = [layers]
-    try:
-        chosen = list(layers)
-    except TypeError:
-        raise TypeError(f"layers must be None (all), an int or a list of ints in 0..{n - 1}, got {layers!r}") from None
-    if not chosen:
-        raise ValueError(f"layers must name at least one layer in 0..{n - 1}, got an empty list")
-    for value in chosen:
-        _check_layer(lm, value, name="layers")
-    if len(set(chosen)) != len(chosen):
-        raise ValueError(f"layers={chosen} names a layer twice")
-    return chosen
-
-
-def token_ids(lm, text) -> torch.Tensor:
-    """(T,) token ids on the model's device for ``text`` (a string, or token ids already)."""
+def token_ids(lm: LM, text: str | list[int] | torch.Tensor) -> torch.Tensor:
+    """(T,) int64 token ids on the model's device for ``text`` (a string, or token ids already).
+    Raises ValueError for an empty text or one longer than the model's context, TypeError or
+    ValueError for ids that are not ints of the vocabulary."""
     check_lm(lm)
     if isinstance(text, str):
         if not text:
             raise ValueError("text is empty; give at least one character to tokenize")
         ids = lm.tokenizer(text, return_tensors="pt", verbose=False)["input_ids"][0]
     else:
-        ids = torch.tensor(_given_ids(lm, text), dtype=torch.long)
+        ids = torch.tensor(given_ids(lm, text), dtype=torch.long)
     if ids.numel() == 0:
         raise ValueError("text gives no tokens; give at least one token")
     if ids.numel() > lm.context_length:
         raise ValueError(f"text is {ids.numel()} tokens but {lm.name!r} attends over at most "
                          f"{lm.context_length}; shorten it")
     return ids.to(device=lm.device, dtype=torch.long)
-
-
-def readable_tokens(lm, ids) -> list[str]:
-    """Tokens as a person reads them: ``Ġ`` becomes a space, ``Ċ`` a newline (see ``bpe.readable_token``)."""
-    if isinstance(ids, torch.Tensor):
-        ids = ids.reshape(-1).tolist()
-    return [readable_token(tok) for tok in lm.tokenizer.convert_ids_to_tokens(list(ids))]
-
-
-def display_label(token: str) -> str:
-    """A one-line label for a readable token: newlines and tabs become visible arrows."""
-    return token.replace("\r", "␍").replace("\n", "↵").replace("\t", "⇥")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -143,8 +98,9 @@ class Embeddings:
     block_input: torch.Tensor
 
 
-def embed_by_hand(lm, text) -> Embeddings:
-    """Look up token and position embeddings for ``text`` and add them, as GPT-2 does first."""
+def embed_by_hand(lm: LM, text: str | list[int] | torch.Tensor) -> Embeddings:
+    """Look up token and position embeddings for ``text`` and add them, as GPT-2 does first
+    (shapes in :class:`Embeddings`). Raises TypeError for a model without GPT-2's layout."""
     trunk = _gpt2_parts(lm)
     ids = token_ids(lm, text)
     with torch.no_grad():
@@ -235,18 +191,20 @@ class BlockComputation:
 
 
 def layer_norm_by_hand(x: torch.Tensor, gain: torch.Tensor, bias: torch.Tensor, eps: float) -> torch.Tensor:
-    """Layer norm written out: centre each row, divide by its standard deviation, scale and shift."""
+    """Layer norm written out (Ba et al. 2016): centre each row of ``x`` (..., d), divide by its standard
+    deviation (biased, plus ``eps``), scale by ``gain`` (d,) and shift by ``bias`` (d,); same shape out."""
     mean = x.mean(dim=-1, keepdim=True)
     variance = ((x - mean) ** 2).mean(dim=-1, keepdim=True)  # biased variance, as nn.LayerNorm uses
     return (x - mean) / torch.sqrt(variance + eps) * gain + bias
 
 
 def gelu_by_hand(x: torch.Tensor) -> torch.Tensor:
-    """GPT-2's GELU: the tanh approximation 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
+    """GPT-2's GELU (Hendrycks & Gimpel 2016), elementwise: the tanh approximation
+    0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
     return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))
 
 
-def _activation(lm):
+def _activation(lm: LM):
     name = getattr(lm.model.config, "activation_function", "gelu_new")
     if name == "gelu_new":
         return gelu_by_hand
@@ -255,10 +213,15 @@ def _activation(lm):
     return ACT2FN[name]
 
 
-def run_block_by_hand(lm, layer: int, block_input: torch.Tensor) -> BlockComputation:
-    """Recompute block ``layer`` of ``lm`` on ``block_input`` (T, d_model) from the block's own weights."""
+def run_block_by_hand(lm: LM, layer: int, block_input: torch.Tensor) -> BlockComputation:
+    """Recompute block ``layer`` of ``lm`` on ``block_input`` (T, d_model) from the block's own weights.
+
+    Returns every intermediate (shapes in :class:`BlockComputation`). Raises TypeError for a model
+    without GPT-2's layout or a block_input that is not a tensor, ValueError for a layer out of range
+    or a block_input of another shape.
+    """
     trunk = _gpt2_parts(lm)
-    layer = _check_layer(lm, layer)
+    layer = check_layer(lm, layer)
     cfg = lm.model.config
     block = trunk.h[layer]
     d_model = cfg.n_embd
@@ -327,41 +290,46 @@ class ModelReference:
     logits: torch.Tensor
 
 
-def model_reference(lm, text) -> ModelReference:
-    """Run the real model once and record each block's input and output and its attention weights."""
+def model_reference(lm: LM, text) -> ModelReference:
+    """Run the real model once and record each block's input and output, its attention weights and the logits.
+
+    text: a string or token ids. The run is :func:`gpt2lab.attention.capture.attention_weights` (eager
+    attention, weights kept on the model's device); forward hooks on the blocks and the output layer
+    record the rest of the same pass. Raises TypeError for a model without GPT-2's layout.
+    """
     trunk = _gpt2_parts(lm)
     ids = token_ids(lm, text)
-    inputs, outputs = {}, {}
-    hooks = []
+    inputs, outputs, logits = {}, {}, {}
+
+    def keep(store, key, value):
+        store[key] = (value[0] if isinstance(value, tuple) else value).detach()
+
+    hooks = [lm.model.get_output_embeddings().register_forward_hook(
+        lambda module, args, out: keep(logits, 0, out))]
     for index, block in enumerate(trunk.h):
         hooks.append(block.register_forward_pre_hook(
-            lambda module, args, kwargs, i=index: inputs.__setitem__(i, (args[0] if args else
-                                                                         kwargs["hidden_states"]).detach()),
+            lambda module, args, kwargs, i=index: keep(inputs, i, args[0] if args else kwargs["hidden_states"]),
             with_kwargs=True))
-        hooks.append(block.register_forward_hook(
-            lambda module, args, out, i=index: outputs.__setitem__(i, (out[0] if isinstance(out, tuple)
-                                                                       else out).detach())))
+        hooks.append(block.register_forward_hook(lambda module, args, out, i=index: keep(outputs, i, out)))
     try:
-        with torch.no_grad(), lm.eager_attention():
-            result = lm.model(input_ids=ids[None], attention_mask=torch.ones_like(ids[None]),
-                              output_attentions=True, use_cache=False)
+        weights = attention_weights(lm, ids[None], device=lm.device)[0]  # (layers, heads, T, T)
     finally:
         for hook in hooks:
             hook.remove()
     n = len(trunk.h)
     return ModelReference(token_ids=ids, block_inputs=[inputs[i][0] for i in range(n)],
                           block_outputs=[outputs[i][0] for i in range(n)],
-                          attention_weights=[a[0] for a in result.attentions], logits=result.logits[0])
+                          attention_weights=list(weights), logits=logits[0][0])
 
 
-def block_by_hand(lm, text, layer: int) -> BlockComputation:
+def block_by_hand(lm: LM, text: str | list[int] | torch.Tensor, layer: int) -> BlockComputation:
     """Recompute block ``layer`` by hand for ``text``, starting from what the real model fed that block.
 
     Feeding the model's own block input isolates this block: its output can be compared with the
     model's block output directly (see ``compare_with_model``).
     """
     _gpt2_parts(lm)
-    _check_layer(lm, layer)
+    check_layer(lm, layer)
     reference = model_reference(lm, text)
     return run_block_by_hand(lm, layer, reference.block_inputs[layer])
 
@@ -377,10 +345,11 @@ class ForwardByHand:
 
     @property
     def tokens(self) -> list[str]:
+        """The tokens as a person reads them."""
         return self.embeddings.tokens
 
 
-def forward_by_hand(lm, text) -> ForwardByHand:
+def forward_by_hand(lm: LM, text: str | list[int] | torch.Tensor) -> ForwardByHand:
     """Embeddings, then each block fed the previous block's hand-computed output, then ln_f and logits.
 
     GPT-2 reuses the token table as its output layer (weight tying), so the logits are the final
@@ -398,7 +367,7 @@ def forward_by_hand(lm, text) -> ForwardByHand:
     return ForwardByHand(embeddings=embeddings, blocks=blocks, final_norm=final_norm, logits=logits)
 
 
-def compare_with_model(lm, text, chained: bool = False):
+def compare_with_model(lm: LM, text: str | list[int] | torch.Tensor, chained: bool = False):
     """Per layer, the largest absolute difference between the hand computation and the real model.
 
     chained=False feeds each block the model's own input (each block checked on its own);
@@ -430,140 +399,3 @@ def compare_with_model(lm, text, chained: bool = False):
                      "block_output": gap(by_hand.logits, reference.logits),
                      "output_size": float(reference.logits.float().abs().max())})
     return pd.DataFrame(rows)
-
-
-# ----------------------------------------------------------------------------------------------
-# capture for the views
-
-
-def _given_ids(lm, ids) -> list[int]:
-    """Token ids passed instead of a text, checked: ints within the vocabulary."""
-    if isinstance(ids, torch.Tensor):
-        if ids.dim() == 2 and ids.shape[0] == 1:
-            ids = ids[0]
-        if ids.dim() != 1 or ids.dtype.is_floating_point:
-            raise TypeError(f"token ids must be a 1-D integer tensor, got shape {tuple(ids.shape)} {ids.dtype}")
-        ids = ids.tolist()
-    if not isinstance(ids, (list, tuple)) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
-        raise TypeError(f"text must be a string or a list of token ids, got {type(ids).__name__}"
-                        + (" of non-integers" if isinstance(ids, (list, tuple)) else ""))
-    vocab = lm.model.config.vocab_size
-    if ids and (min(ids) < 0 or max(ids) >= vocab):
-        raise ValueError(f"token ids must lie in 0..{vocab - 1} (the vocabulary of {lm.name!r}), "
-                         f"got values from {min(ids)} to {max(ids)}")
-    return list(ids)
-
-
-@dataclass
-class AttentionCapture:
-    """Attention weights of one text, ready to look at.
-
-    tokens: the tokens as a person reads them (``Ġ`` -> space, ``Ċ`` -> newline); ``labels`` are the
-        same with newlines/tabs made visible, for axis labels.
-    attention: float32 CPU tensor (layers, heads, query, key); row q of a head is how query token q
-        spreads its attention over keys 0..q (each row sums to 1, future keys are 0).
-    layers: the model layer each entry of the first axis comes from.
-    truncated_from: the text's full token count when only the first ``max_tokens`` were kept.
-    """
-
-    text: str
-    token_ids: list[int]
-    tokens: list[str]
-    attention: torch.Tensor
-    layers: list[int]
-    model_name: str = ""
-    n_model_layers: int = 0
-    truncated_from: int | None = None
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def labels(self) -> list[str]:
-        return [display_label(t) for t in self.tokens]
-
-    @property
-    def n_tokens(self) -> int:
-        return len(self.tokens)
-
-    @property
-    def n_heads(self) -> int:
-        return int(self.attention.shape[1])
-
-    def _layer_position(self, layer) -> int:
-        if isinstance(layer, bool) or not isinstance(layer, int):
-            raise TypeError(f"layer must be an int, one of {self.layers}, got {layer!r}")
-        if layer not in self.layers:
-            raise ValueError(f"layer={layer} was not captured; this capture holds layers {self.layers}")
-        return self.layers.index(layer)
-
-    def layer(self, layer: int) -> torch.Tensor:
-        """(heads, query, key) weights of model layer ``layer``."""
-        return self.attention[self._layer_position(layer)]
-
-    def head(self, layer: int, head: int) -> torch.Tensor:
-        """(query, key) weights of one head."""
-        weights = self.layer(layer)
-        if isinstance(head, bool) or not isinstance(head, int) or not 0 <= head < self.n_heads:
-            raise ValueError(f"head={head!r} is out of range: there are {self.n_heads} heads, "
-                             f"use 0..{self.n_heads - 1}")
-        return weights[head]
-
-    def to_frame(self, layer: int, head: int):
-        """One head as a pandas DataFrame: rows are query tokens, columns key tokens."""
-        import pandas as pd
-
-        names = [f"{i}:{label}" for i, label in enumerate(self.labels)]
-        return pd.DataFrame(self.head(layer, head).numpy(), index=names, columns=names)
-
-    def __repr__(self) -> str:
-        cut = f", truncated from {self.truncated_from}" if self.truncated_from else ""
-        return (f"AttentionCapture({self.n_tokens} tokens{cut}, layers {self.layers}, {self.n_heads} heads, "
-                f"model {self.model_name!r})")
-
-
-def capture_attention(lm, text, layers=None, max_tokens: int | None = DEFAULT_MAX_TOKENS) -> AttentionCapture:
-    """Run ``lm`` on ``text`` and keep its attention weights as (layers, heads, query, key).
-
-    text: a string, or token ids (a list of ints or a 1-D tensor) for sequences made by hand.
-    layers: None for all layers, or the model layers to keep (e.g. ``[0, 5, 11]``).
-    max_tokens: longer texts are cut to their first ``max_tokens`` tokens, with a warning saying so
-        (attention takes tokens^2 memory per head); None means the model's context length.
-    The model is switched to eager attention for this one call (other kernels return no weights).
-    """
-    check_lm(lm)
-    context = lm.context_length
-    if max_tokens is None:
-        max_tokens = context
-    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
-        raise ValueError(f"max_tokens must be a positive int (or None for the context length {context}), "
-                         f"got {max_tokens!r}")
-    max_tokens = min(max_tokens, context)
-    chosen = _check_layers(lm, layers)
-    if isinstance(text, str):
-        if not text:
-            raise ValueError("text is empty; give at least one character to look at")
-        # verbose=False: the too-long warning is ours to give (below, with what to do about it)
-        all_ids = lm.tokenizer(text, verbose=False)["input_ids"]
-    else:
-        all_ids = _given_ids(lm, text)
-    if not all_ids:
-        raise ValueError(f"text {text!r} gives no tokens")
-    truncated_from = None
-    if len(all_ids) > max_tokens:
-        truncated_from = len(all_ids)
-        warnings.warn(f"text is {len(all_ids)} tokens; keeping the first {max_tokens} (max_tokens={max_tokens}). "
-                      f"Pass a larger max_tokens (up to {context}) to keep more.", UserWarning, stacklevel=2)
-        all_ids = all_ids[:max_tokens]
-    ids = torch.tensor([all_ids], dtype=torch.long, device=lm.device)
-    with torch.no_grad(), lm.eager_attention():
-        # an explicit mask: a text may contain end-of-text, which doubles as the pad token
-        result = lm.model(input_ids=ids, attention_mask=torch.ones_like(ids), output_attentions=True,
-                          use_cache=False)
-    if not result.attentions or result.attentions[0] is None or result.attentions[0].numel() == 0:
-        raise RuntimeError(f"model {lm.name!r} returned no attention weights even in eager mode")
-    attention = torch.stack([result.attentions[i][0] for i in chosen]).float().cpu()
-    if truncated_from or not isinstance(text, str):
-        text = lm.tokenizer.decode(all_ids)
-    return AttentionCapture(text=text, token_ids=list(all_ids),
-                            tokens=readable_tokens(lm, all_ids), attention=attention, layers=chosen,
-                            model_name=lm.name, n_model_layers=_n_layers(lm), truncated_from=truncated_from)
-

@@ -1,34 +1,43 @@
 """Statistics that tell attention heads apart, one number per (layer, head).
 
 Each takes attention weights shaped (layers, heads, query, key) - the ``attention`` of an
-:class:`~gpt2lab.attention.by_hand.AttentionCapture` - or a capture itself, and returns a (layers, heads)
+:class:`~gpt2lab.attention.capture.AttentionCapture` - or a capture itself, and returns a (layers, heads)
 numpy array. Query position 0 can only attend to itself, so it is left out of every average.
 
 * ``attention_entropy``: how spread out a head's attention is, in bits (0 = all on one token,
   log2(n) = evenly over n tokens).
 * ``first_token_share``: weight on the very first token. Trained GPT-2 heads park much of their
-  attention there when they have nothing better to do (an "attention sink").
-* ``previous_token_score``: weight on the token just before the query.
+  attention there when they have nothing better to do (an "attention sink": Xiao et al. 2023,
+  "Efficient Streaming Language Models with Attention Sinks").
+* ``previous_token_score``: weight on the token just before the query (the "previous-token heads"
+  that induction heads build on).
 * ``induction_score``: on a random token sequence repeated twice, weight a query in the second copy
-  puts on the token that *followed* its earlier occurrence. Heads that do this ("induction heads")
-  let a model continue a pattern it has seen before in the same text.
+  puts on the token that *followed* its earlier occurrence. Heads that do this ("induction heads":
+  Olsson et al. 2022, "In-context Learning and Induction Heads", Anthropic) let a model continue a
+  pattern it has seen before in the same text; the repeated-random-tokens test is theirs.
 
 ``head_stats(lm, text)`` measures all four and returns a :class:`HeadStats` with ``plot()``.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
 
-from gpt2lab.attention.by_hand import AttentionCapture, capture_attention, check_lm
+from gpt2lab.attention import views
+from gpt2lab.attention.capture import AttentionCapture, attention_weights, capture_attention, check_lm
 from gpt2lab.tokens import bos_id
 
-__all__ = ["STAT_NAMES", "attention_entropy", "first_token_share", "previous_token_score", "induction_score",
-           "repeated_random_tokens", "measure_induction", "HeadStats", "head_stats", "plot_head_stats"]
+if TYPE_CHECKING:
+    from gpt2lab.loading import LM
 
-STAT_NAMES = {
+__all__ = ["Stat", "STAT_NAMES", "attention_entropy", "first_token_share", "previous_token_score", "induction_score",
+           "repeated_random_tokens", "measure_induction", "HeadStats", "head_stats"]
+
+Stat = Literal["entropy", "first_token", "previous_token", "induction"]
+STAT_NAMES: dict[Stat, str] = {
     "entropy": "attention entropy (bits)",
     "first_token": "share of attention on the first token",
     "previous_token": "previous-token score",
@@ -59,7 +68,12 @@ def _weights(attention) -> torch.Tensor:
 
 
 def attention_entropy(attention) -> np.ndarray:
-    """Mean entropy in bits of each head's attention rows (query positions 1..T-1)."""
+    """(layers, heads): mean entropy in bits of each head's attention rows (query positions 1..T-1).
+
+    attention: an AttentionCapture or weights (layers, heads, T, T) whose rows are distributions.
+    Raises TypeError for another type, ValueError for another shape, a single token or rows that are
+    not probability distributions (the same for every statistic here).
+    """
     weights = _weights(attention)[..., 1:, :]
     logs = torch.where(weights > 0, torch.log2(weights.clamp_min(1e-300)), torch.zeros_like(weights))
     entropy = -(weights * logs).sum(dim=-1)  # (layers, heads, T-1); 0 * log 0 counts as 0
@@ -67,13 +81,14 @@ def attention_entropy(attention) -> np.ndarray:
 
 
 def first_token_share(attention) -> np.ndarray:
-    """Mean weight each head puts on token 0 (query positions 1..T-1)."""
+    """(layers, heads): mean weight, in [0, 1], each head puts on token 0 (query positions 1..T-1)."""
     weights = _weights(attention)
     return weights[..., 1:, 0].mean(dim=-1).numpy()
 
 
 def previous_token_score(attention) -> np.ndarray:
-    """Mean weight each head puts on the token right before the query (query positions 1..T-1)."""
+    """(layers, heads): mean weight, in [0, 1], each head puts on the token right before the query
+    (query positions 1..T-1)."""
     weights = _weights(attention)
     return torch.diagonal(weights, offset=-1, dim1=-2, dim2=-1).mean(dim=-1).numpy()
 
@@ -84,7 +99,9 @@ def induction_score(attention, period: int, start: int = 0) -> np.ndarray:
     The tokens at ``start .. start+period-1`` are repeated at ``start+period .. start+2*period-1``
     (``start`` = 1 when a beginning-of-text token comes first). A query at position q in the
     repeat saw the same token at q - period; an induction head attends to the one after it,
-    q - period + 1. Averaged over every query of the repeat.
+    q - period + 1. Averaged over every query of the repeat: (layers, heads), in [0, 1] (Olsson et
+    al. 2022). Raises TypeError for a period or start that is not an int, ValueError when they leave
+    no repeated tokens.
     """
     weights = _weights(attention)
     n_tokens = weights.shape[-1]
@@ -101,11 +118,14 @@ def induction_score(attention, period: int, start: int = 0) -> np.ndarray:
     return weights[..., queries, targets].mean(dim=-1).numpy()
 
 
-def repeated_random_tokens(lm, length: int = 50, n_sequences: int = 4, seed: int = 0):
+def repeated_random_tokens(lm: LM, length: int = 50, n_sequences: int = 4,
+                           seed: int = 0) -> tuple[torch.Tensor, int, int]:
     """``n_sequences`` rows of: a beginning-of-text token, then ``length`` random tokens, twice.
 
-    Returns (ids tensor (n_sequences, 1 + 2*length), start=1, period=length). Random tokens make
-    the second half predictable only by copying from the first, which is what induction heads do.
+    Returns (ids tensor (n_sequences, 1 + 2*length) int64 on the CPU, start=1, period=length). Random
+    tokens (no special ones) make the second half predictable only by copying from the first, which is
+    what induction heads do (Olsson et al. 2022). Raises ValueError for length < 2, n_sequences < 1 or
+    sequences longer than the model's context.
     """
     check_lm(lm)
     for name, value, low in (("length", length, 2), ("n_sequences", n_sequences, 1)):
@@ -125,15 +145,12 @@ def repeated_random_tokens(lm, length: int = 50, n_sequences: int = 4, seed: int
     return torch.cat([first, chunks, chunks], dim=1), 1, length
 
 
-def measure_induction(lm, length: int = 50, n_sequences: int = 4, seed: int = 0) -> np.ndarray:
-    """(layers, heads) induction scores of ``lm``, averaged over random repeated sequences."""
+def measure_induction(lm: LM, length: int = 50, n_sequences: int = 4, seed: int = 0) -> np.ndarray:
+    """(layers, heads) induction scores of ``lm`` in [0, 1], averaged over ``n_sequences`` random repeated
+    sequences (:func:`repeated_random_tokens`), captured in one batched forward pass. Olsson et al.
+    2022 call heads scoring well above 1/length induction heads."""
     ids, start, period = repeated_random_tokens(lm, length=length, n_sequences=n_sequences, seed=seed)
-    with torch.no_grad(), lm.eager_attention():
-        ids = ids.to(lm.device)
-        # the first token is end-of-text, which doubles as GPT-2's pad token: say it is real, not padding
-        result = lm.model(input_ids=ids, attention_mask=torch.ones_like(ids), output_attentions=True,
-                          use_cache=False)
-    attention = torch.stack(list(result.attentions), dim=1).float().cpu()  # (batch, layers, heads, T, T)
+    attention = attention_weights(lm, ids)  # (batch, layers, heads, T, T); no padding: every row is as long
     scores = [induction_score(attention[b], period=period, start=start) for b in range(attention.shape[0])]
     return np.mean(scores, axis=0)
 
@@ -162,7 +179,7 @@ class HeadStats:
                              **{name: float(getattr(self, name)[i, head]) for name in STAT_NAMES}})
         return pd.DataFrame(rows)
 
-    def top(self, stat: str, k: int = 5):
+    def top(self, stat: Stat, k: int = 5):
         """The ``k`` heads with the highest value of ``stat`` (one of STAT_NAMES), as a DataFrame."""
         if stat not in STAT_NAMES:
             raise ValueError(f"stat must be one of {list(STAT_NAMES)}, got {stat!r}")
@@ -171,16 +188,20 @@ class HeadStats:
         return self.to_frame().sort_values(stat, ascending=False).head(k).reset_index(drop=True)
 
     def plot(self, stats=None):
-        """Heatmaps (layers x heads) of the chosen statistics (default: all four)."""
-        return plot_head_stats(self, stats)
+        """Heatmaps (layers x heads) of the chosen statistics (default: all four); see ``views.plot_head_stats``."""
+        return views.plot_head_stats(self, stats)
 
 
-def head_stats(lm, text: str, layers=None, induction_length: int | None = None, induction_sequences: int = 4,
+def head_stats(lm: LM, text: str, layers=None, induction_length: int | None = None, induction_sequences: int = 4,
                seed: int = 0, max_tokens: int = 256) -> HeadStats:
     """Entropy, first-token share and previous-token score on ``text``; induction on repeated random tokens.
 
-    induction_length: length of the random chunk that is repeated (default 50, less when the
-    model's context is shorter than 101 tokens).
+    layers: None (all) or the model layers to measure; max_tokens: ``text`` is cut to this many tokens
+    (see :func:`~gpt2lab.attention.capture.capture_attention`). induction_length: length of the random
+    chunk that is repeated (default 50, less when the model's context is shorter than 101 tokens);
+    induction_sequences, seed: how many random sequences, and their seed. Returns a :class:`HeadStats`
+    of (layers, heads) arrays. Raises ValueError for a text of one token and for the arguments
+    ``capture_attention`` and ``repeated_random_tokens`` refuse.
     """
     check_lm(lm)
     if induction_length is None:
@@ -193,41 +214,3 @@ def head_stats(lm, text: str, layers=None, induction_length: int | None = None, 
     return HeadStats(entropy=attention_entropy(capture), first_token=first_token_share(capture),
                      previous_token=previous_token_score(capture), induction=induction, layers=capture.layers,
                      model_name=lm.name, text=capture.text, n_tokens=capture.n_tokens)
-
-
-def plot_head_stats(stats: HeadStats, which=None):
-    """One heatmap per statistic: rows are layers, columns heads, colour the value (numbers written in)."""
-    import matplotlib.pyplot as plt
-
-    if not isinstance(stats, HeadStats):
-        raise TypeError(f"stats must be a HeadStats from head_stats(lm, text), got {type(stats).__name__}")
-    chosen = list(STAT_NAMES) if which is None else ([which] if isinstance(which, str) else list(which))
-    for name in chosen:
-        if name not in STAT_NAMES:
-            raise ValueError(f"statistic {name!r} is not known; choose from {list(STAT_NAMES)}")
-    n_layers, n_heads = stats.entropy.shape
-    columns = min(2, len(chosen))
-    rows = -(-len(chosen) // columns)
-    width = max(4.0, 0.45 * n_heads + 1.8)
-    height = max(3.0, 0.35 * n_layers + 1.4)
-    fig, axes = plt.subplots(rows, columns, figsize=(width * columns, height * rows), squeeze=False)
-    annotate = n_layers * n_heads <= 150
-    for ax, name in zip(axes.flat, chosen):
-        values = getattr(stats, name)
-        vmax = max(float(values.max()), 1e-9) if name == "entropy" else 1.0
-        image = ax.imshow(values, cmap="viridis", vmin=0.0, vmax=vmax, aspect="auto")
-        ax.set_title(STAT_NAMES[name], fontsize=9)
-        ax.set_xlabel("head")
-        ax.set_ylabel("layer")
-        ax.set_xticks(range(n_heads))
-        ax.set_yticks(range(n_layers), [str(layer) for layer in stats.layers])
-        if annotate:
-            for (i, j), value in np.ndenumerate(values):
-                ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=6,
-                        color="white" if value < 0.6 * vmax else "black")
-        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
-    for ax in list(axes.flat)[len(chosen):]:
-        ax.axis("off")
-    fig.suptitle(f"Head statistics of {stats.model_name} ({stats.n_tokens} tokens of text)", fontsize=10)
-    fig.tight_layout()
-    return fig

@@ -1,33 +1,45 @@
-"""Looking at attention: bertviz views, an offline HTML view, matplotlib heatmaps and an explorer.
+"""Looking at attention: bertviz views, an offline HTML view and matplotlib heatmaps (drawing only).
 
-Every view takes an :class:`~gpt2lab.attention.by_hand.AttentionCapture` (from ``capture_attention``) and
-labels tokens the same way: as a person reads them, with newlines shown as ``↵``.
+The computation lives elsewhere: captures in :mod:`gpt2lab.attention.capture`, head statistics in
+:mod:`gpt2lab.attention.heads`. Every view takes an :class:`~gpt2lab.attention.capture.AttentionCapture`
+(from ``capture_attention``) and labels tokens the same way: as a person reads them, with newlines
+shown as ``↵``.
 
-* ``head_view`` / ``model_view``: bertviz's interactive views. bertviz loads d3, jQuery and
-  require.js from a CDN, so they stay blank without internet. They also get slow on long inputs
-  (they draw heads x tokens^2 lines), so both refuse inputs above a size limit with a message
-  offering ``truncate=True`` or ``layers=[...]``.
+* ``head_view`` / ``model_view``: bertviz's interactive views (Vig 2019, "A Multiscale Visualization
+  of Attention in the Transformer Model"). bertviz loads d3, jQuery and require.js from a CDN, so
+  they stay blank without internet. They also get slow on long inputs (they draw heads x tokens^2
+  lines), so both refuse inputs above a size limit with a message offering ``truncate=True`` or
+  ``layers=[...]``.
 * ``offline_html`` / ``show_offline`` / ``save_offline_html``: a self-contained page (inline SVG and
-  a little JavaScript, no network) with layer/head selectors, a heatmap and a lines view.
-* ``plot_head`` / ``plot_layer`` / ``plot_model``: matplotlib heatmaps.
-* ``AttentionExplorer``: ipywidgets text box + layer and head selectors redrawing a heatmap.
+  a little JavaScript, no network) with layer/head selectors, a heatmap and a lines view. Its
+  script and styles are package data: ``gpt2lab/attention/static/offline_view.js`` and ``.css``.
+* ``plot_head`` / ``plot_layer`` / ``plot_model``: matplotlib heatmaps of the weights;
+  ``plot_head_stats``: heatmaps of head statistics (``HeadStats.plot()`` draws with it).
+
+The ipywidgets explorer is :class:`gpt2lab.widgets.attention.AttentionExplorer`.
 """
 from __future__ import annotations
 
+import functools
 import html
 import json
 import uuid
 import warnings
+from importlib import resources
+from typing import TYPE_CHECKING, Literal
 
 import torch
 
 from gpt2lab import files
-from gpt2lab.attention.by_hand import DEFAULT_MAX_TOKENS, AttentionCapture
+from gpt2lab.attention.capture import DEFAULT_MAX_TOKENS, AttentionCapture
+
+if TYPE_CHECKING:
+    from gpt2lab.attention.heads import HeadStats
 
 __all__ = ["check_heads", "HEAD_VIEW_MAX_TOKENS", "HEAD_VIEW_MAX_LINES", "MODEL_VIEW_MAX_LINES",
            "OFFLINE_MAX_CELLS", "PLOT_MAX_TOKENS", "head_view", "model_view", "bertviz_html",
            "offline_fragment", "offline_html", "save_offline_html", "show_offline", "plot_head",
-           "plot_layer", "plot_model"]
+           "plot_layer", "plot_model", "plot_head_stats"]
 
 # Size limits, measured in headless Chromium on a 2-core CPU (bench/bench_attention_views.py):
 # bertviz draws one SVG line per (head, query, key); ~50k lines take ~2.5 s, 590k lines ~12 s.
@@ -58,11 +70,13 @@ def _select_layers(capture: AttentionCapture, layers) -> list[int]:
     if not chosen:
         raise ValueError(f"layers must name at least one of the captured layers {capture.layers}")
     for layer in chosen:
-        capture._layer_position(layer)  # raises a clear error for a layer not captured
+        capture.layer_position(layer)  # raises a clear error for a layer not captured
     return chosen
 
 
 def check_heads(capture: AttentionCapture, heads) -> list[int] | None:
+    """None, or ``heads`` (an int or a list of ints) as a list checked against the capture's head count
+    (ValueError naming the valid range)."""
     if heads is None:
         return None
     if isinstance(heads, int) and not isinstance(heads, bool):
@@ -77,7 +91,7 @@ def check_heads(capture: AttentionCapture, heads) -> list[int] | None:
 
 def _sliced(capture: AttentionCapture, layers: list[int], n_tokens: int) -> torch.Tensor:
     """(len(layers), heads, n_tokens, n_tokens) weights; the first n tokens only see each other (causal)."""
-    positions = [capture._layer_position(layer) for layer in layers]
+    positions = [capture.layer_position(layer) for layer in layers]
     return capture.attention[positions][:, :, :n_tokens, :n_tokens]
 
 
@@ -134,7 +148,8 @@ def _bertviz_attention(capture: AttentionCapture, layers: list[int], n_tokens: i
     return per_layer
 
 
-def _bertviz_call(kind: str, capture, layers, max_tokens, truncate, html_action, heads_drawn=None, **options):
+def _bertviz_call(kind: Literal["head_view", "model_view"], capture: AttentionCapture, layers, max_tokens, truncate,
+                  html_action: Literal["view", "return"], heads_drawn=None, **options):
     capture = _check_capture(capture)
     chosen = _select_layers(capture, layers)
     if html_action not in ("view", "return"):
@@ -157,7 +172,8 @@ def _bertviz_call(kind: str, capture, layers, max_tokens, truncate, html_action,
 
 
 def head_view(capture: AttentionCapture, layers=None, layer: int | None = None, heads=None,
-              max_tokens: int | None = HEAD_VIEW_MAX_TOKENS, truncate: bool = False, html_action: str = "view"):
+              max_tokens: int | None = HEAD_VIEW_MAX_TOKENS, truncate: bool = False,
+              html_action: Literal["view", "return"] = "view"):
     """bertviz's head view: lines from each token to the tokens it attends to, one colour per head.
 
     layers: the captured layers to include (fewer layers = faster); layer: the one shown first;
@@ -168,7 +184,7 @@ def head_view(capture: AttentionCapture, layers=None, layer: int | None = None, 
     """
     capture = _check_capture(capture)
     if layer is not None:
-        capture._layer_position(layer)
+        capture.layer_position(layer)
         if layers is not None and layer not in _select_layers(capture, layers):
             raise ValueError(f"layer={layer} is not among layers={list(layers)}")
     return _bertviz_call("head_view", capture, layers, max_tokens, truncate, html_action, layer=layer,
@@ -176,7 +192,7 @@ def head_view(capture: AttentionCapture, layers=None, layer: int | None = None, 
 
 
 def model_view(capture: AttentionCapture, layers=None, heads=None, max_tokens: int | None = HEAD_VIEW_MAX_TOKENS,
-               truncate: bool = False, html_action: str = "view"):
+               truncate: bool = False, html_action: Literal["view", "return"] = "view"):
     """bertviz's model view: a thumbnail per (layer, head); click one to see it with token labels.
 
     It draws layers x heads x tokens^2 lines, so the size limit counts all of them
@@ -189,7 +205,7 @@ def model_view(capture: AttentionCapture, layers=None, heads=None, max_tokens: i
                          heads_drawn=None if include_heads is None else len(include_heads), include_heads=include_heads)
 
 
-def bertviz_html(capture: AttentionCapture, view: str = "head", **kwargs) -> str:
+def bertviz_html(capture: AttentionCapture, view: Literal["head", "model"] = "head", **kwargs) -> str:
     """A standalone HTML page holding a bertviz view (``view`` = "head" or "model"), e.g. to save to a file."""
     if view not in ("head", "model"):
         raise ValueError(f"view must be 'head' or 'model', got {view!r}")
@@ -203,144 +219,10 @@ def bertviz_html(capture: AttentionCapture, view: str = "head", **kwargs) -> str
 # ----------------------------------------------------------------------------------------------
 # offline: self-contained HTML
 
-_OFFLINE_STYLE = """
-.g2l-attn { font-family: 'Helvetica Neue', Helvetica, Arial, sans-serif; font-size: 13px; color: #222; }
-.g2l-attn .controls { margin: 6px 0 10px 0; }
-.g2l-attn .controls label { margin-right: 14px; }
-.g2l-attn .panels { display: flex; flex-wrap: wrap; gap: 24px; align-items: flex-start; }
-.g2l-attn .caption { color: #555; margin: 2px 0 6px 0; }
-.g2l-attn svg text { font-size: 11px; white-space: pre; }
-.g2l-attn svg .token:hover { font-weight: bold; cursor: default; }
-"""
-
-# Vanilla JavaScript, no libraries: builds the two SVG panels from the embedded data.
-_OFFLINE_SCRIPT = r"""
-(function () {
-  const data = __DATA__;
-  const root = document.getElementById(data.rootId);
-  const layerSelect = root.querySelector('select.layer');
-  const headSelect = root.querySelector('select.head');
-  const heatmap = root.querySelector('svg.heatmap');
-  const lines = root.querySelector('svg.lines');
-  const NS = 'http://www.w3.org/2000/svg';
-  const n = data.labels.length;
-  const CELL = Math.max(6, Math.min(18, Math.floor(480 / n)));
-  const ROW = 16;
-  const LABEL_W = data.labelWidth;
-  const COLORS = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f',
-                  '#bcbd22', '#17becf'];
-
-  data.layers.forEach((layer, i) => {
-    const o = document.createElement('option'); o.value = i; o.textContent = 'layer ' + layer;
-    layerSelect.appendChild(o);
-  });
-  const mean = document.createElement('option'); mean.value = -1; mean.textContent = 'mean of heads';
-  headSelect.appendChild(mean);
-  for (let h = 0; h < data.nHeads; h++) {
-    const o = document.createElement('option'); o.value = h; o.textContent = 'head ' + h;
-    headSelect.appendChild(o);
-  }
-  layerSelect.value = data.startLayer; headSelect.value = data.startHead;
-
-  function el(name, attrs, parent) {
-    const node = document.createElementNS(NS, name);
-    for (const k in attrs) node.setAttribute(k, attrs[k]);
-    if (parent) parent.appendChild(node);
-    return node;
-  }
-  // weights are stored per (layer, head) as the lower triangle, row by row, in thousandths
-  function weight(layerIdx, head, q, k) {
-    const tri = data.weights[layerIdx][head];
-    return tri[q * (q + 1) / 2 + k] / 1000;
-  }
-  function matrix(layerIdx, head) {
-    const m = [];
-    for (let q = 0; q < n; q++) {
-      const row = new Array(q + 1);
-      for (let k = 0; k <= q; k++) {
-        if (head >= 0) { row[k] = weight(layerIdx, head, q, k); }
-        else {
-          let s = 0;
-          for (let h = 0; h < data.nHeads; h++) s += weight(layerIdx, h, q, k);
-          row[k] = s / data.nHeads;
-        }
-      }
-      m.push(row);
-    }
-    return m;
-  }
-
-  function drawHeatmap(m, color) {
-    heatmap.innerHTML = '';
-    const top = LABEL_W, left = LABEL_W;
-    heatmap.setAttribute('width', left + n * CELL + 10);
-    heatmap.setAttribute('height', top + n * CELL + 10);
-    for (let i = 0; i < n; i++) {
-      const rowLabel = el('text', {x: left - 4, y: top + i * CELL + CELL * 0.75, 'text-anchor': 'end',
-                                   'class': 'token query-label'}, heatmap);
-      rowLabel.textContent = data.labels[i];
-      const colLabel = el('text', {x: 0, y: 0, 'text-anchor': 'start', 'class': 'token key-label',
-                                   transform: 'translate(' + (left + i * CELL + CELL * 0.75) + ',' + (top - 4)
-                                              + ') rotate(-90)'},
-                          heatmap);
-      colLabel.textContent = data.labels[i];
-    }
-    el('rect', {x: left, y: top, width: n * CELL, height: n * CELL, fill: 'none', stroke: '#ccc'}, heatmap);
-    for (let q = 0; q < n; q++) {
-      for (let k = 0; k <= q; k++) {
-        const w = m[q][k];
-        const cell = el('rect', {x: left + k * CELL, y: top + q * CELL, width: CELL, height: CELL, fill: color,
-                                 'fill-opacity': w.toFixed(3), 'class': 'cell', 'data-q': q, 'data-k': k}, heatmap);
-        const tip = el('title', {}, cell);
-        tip.textContent = data.labels[q] + ' \u2192 ' + data.labels[k] + ': ' + w.toFixed(3);
-      }
-    }
-  }
-
-  function drawLines(m, color) {
-    lines.innerHTML = '';
-    const leftX = LABEL_W, rightX = LABEL_W + 140;
-    lines.setAttribute('width', rightX + LABEL_W);
-    lines.setAttribute('height', n * ROW + 10);
-    const group = el('g', {'class': 'attention-lines'}, lines);
-    for (let q = 0; q < n; q++) {
-      for (let k = 0; k <= q; k++) {
-        if (m[q][k] < 0.005) continue;  // invisible anyway; keeps the page light
-        el('line', {x1: leftX + 4, y1: q * ROW + ROW * 0.6, x2: rightX - 4, y2: k * ROW + ROW * 0.6,
-                    stroke: color, 'stroke-width': 2, 'stroke-opacity': m[q][k].toFixed(3),
-                    'class': 'attn-line', 'data-q': q, 'data-k': k}, group);
-      }
-    }
-    for (let i = 0; i < n; i++) {
-      const left = el('text', {x: leftX - 2, y: i * ROW + ROW * 0.8, 'text-anchor': 'end', 'class': 'token query-token',
-                               'data-q': i}, lines);
-      left.textContent = data.labels[i];
-      const right = el('text', {x: rightX + 2, y: i * ROW + ROW * 0.8, 'text-anchor': 'start',
-                                'class': 'token key-token'},
-                       lines);
-      right.textContent = data.labels[i];
-      left.addEventListener('mouseover', () => {
-        group.querySelectorAll('line').forEach(l => l.style.display = (+l.getAttribute('data-q') === i) ? '' : 'none');
-      });
-      left.addEventListener('mouseout', () => { group.querySelectorAll('line').forEach(l => l.style.display = ''); });
-    }
-  }
-
-  function render() {
-    const layerIdx = +layerSelect.value, head = +headSelect.value;
-    const color = head >= 0 ? COLORS[head % COLORS.length] : '#333';
-    const m = matrix(layerIdx, head);
-    drawHeatmap(m, color);
-    drawLines(m, color);
-    root.querySelector('.status').textContent = 'layer ' + data.layers[layerIdx] + ', ' +
-      (head >= 0 ? 'head ' + head : 'mean of ' + data.nHeads + ' heads');
-    root.setAttribute('data-rendered', 'layer ' + data.layers[layerIdx] + ' head ' + head);
-  }
-  layerSelect.addEventListener('change', render);
-  headSelect.addEventListener('change', render);
-  render();
-})();
-"""
+@functools.cache
+def _static(name: str) -> str:
+    """A file of the offline view shipped as package data (gpt2lab/attention/static/), read once."""
+    return resources.files("gpt2lab.attention").joinpath("static", name).read_text(encoding="utf-8")
 
 
 def _triangle_thousandths(weights: torch.Tensor) -> list[int]:
@@ -378,7 +260,7 @@ def offline_fragment(capture: AttentionCapture, layers=None, layer: int | None =
     payload = json.dumps(data, ensure_ascii=False).replace("</", "<\\/")
     cut = f" (first {n} of {capture.n_tokens} tokens)" if n < capture.n_tokens else ""
     title = html.escape(f"Attention of {capture.model_name or 'the model'}: {n} tokens{cut}")
-    return (f"<div id='{root_id}' class='g2l-attn'>\n<style>{_OFFLINE_STYLE}</style>\n"
+    return (f"<div id='{root_id}' class='g2l-attn'>\n<style>{_static('offline_view.css')}</style>\n"
             f"<div><b>{title}</b></div>\n"
             f"<div class='controls'><label>Layer <select class='layer'></select></label>"
             f"<label>Head <select class='head'></select></label> <span class='status'></span></div>\n"
@@ -387,7 +269,7 @@ def offline_fragment(capture: AttentionCapture, layers=None, layer: int | None =
             f"<svg class='heatmap' xmlns='http://www.w3.org/2000/svg'></svg></div>"
             f"<div><div class='caption'>lines: query (left) to key (right); hover a left token</div>"
             f"<svg class='lines' xmlns='http://www.w3.org/2000/svg'></svg></div>"
-            f"</div>\n<script>{_OFFLINE_SCRIPT.replace('__DATA__', payload)}</script>\n</div>")
+            f"</div>\n<script>{_static('offline_view.js').replace('__DATA__', payload)}</script>\n</div>")
 
 
 def offline_html(capture: AttentionCapture, **kwargs) -> str:
@@ -524,5 +406,46 @@ def plot_model(capture: AttentionCapture, layers=None, max_tokens: int | None = 
     for side in ax.spines.values():
         side.set_visible(False)
     ax.set_title(f"All heads of {capture.model_name} on {n} tokens (rows: layers, columns: heads)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_head_stats(stats: HeadStats, which=None):
+    """One heatmap per statistic: rows are layers, columns heads, colour the value (numbers written in)."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from gpt2lab.attention.heads import STAT_NAMES, HeadStats  # heads imports this module: import when drawing
+
+    if not isinstance(stats, HeadStats):
+        raise TypeError(f"stats must be a HeadStats from head_stats(lm, text), got {type(stats).__name__}")
+    chosen = list(STAT_NAMES) if which is None else ([which] if isinstance(which, str) else list(which))
+    for name in chosen:
+        if name not in STAT_NAMES:
+            raise ValueError(f"statistic {name!r} is not known; choose from {list(STAT_NAMES)}")
+    n_layers, n_heads = stats.entropy.shape
+    columns = min(2, len(chosen))
+    rows = -(-len(chosen) // columns)
+    width = max(4.0, 0.45 * n_heads + 1.8)
+    height = max(3.0, 0.35 * n_layers + 1.4)
+    fig, axes = plt.subplots(rows, columns, figsize=(width * columns, height * rows), squeeze=False)
+    annotate = n_layers * n_heads <= 150
+    for ax, name in zip(axes.flat, chosen):
+        values = getattr(stats, name)
+        vmax = max(float(values.max()), 1e-9) if name == "entropy" else 1.0
+        image = ax.imshow(values, cmap="viridis", vmin=0.0, vmax=vmax, aspect="auto")
+        ax.set_title(STAT_NAMES[name], fontsize=9)
+        ax.set_xlabel("head")
+        ax.set_ylabel("layer")
+        ax.set_xticks(range(n_heads))
+        ax.set_yticks(range(n_layers), [str(layer) for layer in stats.layers])
+        if annotate:
+            for (i, j), value in np.ndenumerate(values):
+                ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=6,
+                        color="white" if value < 0.6 * vmax else "black")
+        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    for ax in list(axes.flat)[len(chosen):]:
+        ax.axis("off")
+    fig.suptitle(f"Head statistics of {stats.model_name} ({stats.n_tokens} tokens of text)", fontsize=10)
     fig.tight_layout()
     return fig

@@ -16,6 +16,11 @@ prediction with several methods, on the same words (:mod:`gpt2lab.explain.words`
 
 Higher score = more important, for every method.
 
+Each method is a function ``f(lm, inp, options) -> scores (n_words,)`` registered under its name with
+:func:`register_method` (with a description and its source); ``registered_methods()`` lists them. A
+new method is that one decorated function: ``compare_attributions`` and ``faithfulness_table`` accept
+its name from then on.
+
 Faithfulness: a method is faithful when the words it calls important really move the prediction.
 ``deletion_curve`` removes words from most to least important and measures how far the model's
 next-token distribution moves (KL divergence from the full-text distribution) and how much the
@@ -25,41 +30,54 @@ target's log-probability drops; the area under that curve is compared with rando
 from __future__ import annotations
 
 import contextlib
-import html
 import math
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
 
-from gpt2lab.explain.importance import frozen
+from gpt2lab.attention.capture import attention_weights
+from gpt2lab.explain import views
+from gpt2lab.explain.outputs import frozen
 from gpt2lab.explain.words import WordSplit, split_words
 from gpt2lab.tokens import bos_id, pad_id, right_pad
 
-__all__ = ["METHODS", "CAPTUM_METHODS", "DELETION_MODES", "METRICS", "Attributions", "rank_agreement",
-           "compare_attributions", "order_from_scores", "deletion_areas", "curve_area", "DeletionResult",
-           "deletion_curve", "FaithfulnessReport", "faithfulness_table"]
+if TYPE_CHECKING:
+    from gpt2lab.loading import LM
 
-METHODS = ("importance", "occlusion", "shapley", "integrated_gradients", "leave_one_out", "attention_last",
-           "attention_rollout")
-CAPTUM_METHODS = ("occlusion", "shapley", "integrated_gradients")
-DELETION_MODES = ("remove", "mask")
-METRICS = ("kl", "logprob")
+__all__ = ["METHODS", "CAPTUM_METHODS", "DeletionMode", "Metric", "Correlation", "DELETION_MODES", "METRICS",
+           "AttributionInput", "AttributionOptions", "AttributionMethod", "register_method", "registered_methods",
+           "Attributions", "rank_agreement", "compare_attributions", "order_from_scores", "deletion_areas",
+           "curve_area", "DeletionResult", "deletion_curve", "FaithfulnessReport", "faithfulness_table"]
+
+DeletionMode = Literal["remove", "mask"]
+Metric = Literal["kl", "logprob"]
+Correlation = Literal["spearman", "kendall"]
+DELETION_MODES: tuple[DeletionMode, ...] = ("remove", "mask")
+METRICS: tuple[Metric, ...] = ("kl", "logprob")
 
 
 # ----------------------------------------------------------------------------- inputs
 
 @dataclass(frozen=True)
-class _Setup:
-    """One text made ready for attribution: its words, context ids and target ids."""
+class AttributionInput:
+    """One text made ready for attribution: what every registered method receives.
+
+    split: the text's words (:func:`gpt2lab.explain.words.split_words`); context: token ids, BOS first
+    when ``shift`` is 1; target: the token ids explained; blank: the piece that stands in for an
+    occluded word; cache: scratch space for work several methods share (e.g. one attention capture).
+    """
 
     split: WordSplit
-    context: tuple[int, ...]  # [bos] + text ids
+    context: tuple[int, ...]
     target: tuple[int, ...]
-    shift: int  # 1 when a BOS piece leads the context
-    blank: int  # the piece that stands in for an occluded word
+    shift: int
+    blank: int
+    cache: dict = field(default_factory=dict, compare=False, repr=False)
 
 
 def _blank_id(tokenizer, blank: str) -> int:
@@ -69,7 +87,7 @@ def _blank_id(tokenizer, blank: str) -> int:
     return int(ids[0])
 
 
-def _prepare(lm, text: str, target, bos: bool, blank: str) -> _Setup:
+def _prepare(lm: LM, text: str, target, bos: bool, blank: str) -> AttributionInput:
     split = split_words(lm.tokenizer, text)
     context = ([bos_id(lm.tokenizer)] if bos else []) + list(split.input_ids)
     if len(context) >= lm.context_length:
@@ -95,12 +113,12 @@ def _prepare(lm, text: str, target, bos: bool, blank: str) -> _Setup:
     if len(context) + len(target_ids) - 1 > lm.context_length:
         raise ValueError(f"text and target have {len(context) + len(target_ids) - 1} pieces together; the model reads "
                          f"at most {lm.context_length}")
-    return _Setup(split, tuple(context), target_ids, int(bos), _blank_id(lm.tokenizer, blank))
+    return AttributionInput(split, tuple(context), target_ids, int(bos), _blank_id(lm.tokenizer, blank))
 
 
 # ----------------------------------------------------------------------------- batched scoring
 
-def _score_contexts(lm, contexts: list[list[int]], target: tuple[int, ...], batch_size: int = 32):
+def _score_contexts(lm: LM, contexts: list[list[int]], target: tuple[int, ...], batch_size: int = 32):
     """For every context: log p(target | context) and the next-piece log-distribution after it."""
     logps, dists = [], []
     with torch.inference_mode():
@@ -118,62 +136,95 @@ def _score_contexts(lm, contexts: list[list[int]], target: tuple[int, ...], batc
     return np.array(logps), torch.stack(dists)
 
 
-def _context_without(setup: _Setup, removed, mode: str) -> list[int]:
+def _context_without(inp: AttributionInput, removed, mode: DeletionMode) -> list[int]:
     """The context with the pieces of the ``removed`` words deleted ("remove") or blanked ("mask")."""
-    gone = {t for w in removed for t in setup.split.words[w].tokens}
-    head = list(setup.context[:setup.shift])
-    body = setup.context[setup.shift:]
+    gone = {t for w in removed for t in inp.split.words[w].tokens}
+    head = list(inp.context[:inp.shift])
+    body = inp.context[inp.shift:]
     if mode == "remove":
         kept = [tok for t, tok in enumerate(body) if t not in gone]
         if not head and not kept:  # nothing left to condition on: keep one blank
-            kept = [setup.blank]
+            kept = [inp.blank]
         return head + kept
-    return head + [setup.blank if t in gone else tok for t, tok in enumerate(body)]
+    return head + [inp.blank if t in gone else tok for t, tok in enumerate(body)]
 
 
-# ----------------------------------------------------------------------------- the methods
+# ----------------------------------------------------------------------------- the registry
 
-def _leave_one_out(lm, setup: _Setup) -> np.ndarray:
-    n = setup.split.n_words
-    contexts = [list(setup.context)] + [_context_without(setup, [w], "remove") for w in range(n)]
-    logp, _ = _score_contexts(lm, contexts, setup.target)
-    return logp[0] - logp[1:]
+@dataclass(frozen=True)
+class AttributionOptions:
+    """The knobs of :func:`compare_attributions`, handed to every method (each reads what it needs)."""
 
-
-def _attention_scores(lm, setup: _Setup) -> tuple[np.ndarray, np.ndarray]:
-    """Per-word attention from the last position: last layer, and rolled out through all layers."""
-    with lm.eager_attention(), torch.inference_mode():
-        ids = torch.tensor([setup.context], device=lm.device)
-        out = lm.model(input_ids=ids, attention_mask=torch.ones_like(ids), output_attentions=True, use_cache=False)
-    attentions = [a[0].float().mean(dim=0) for a in out.attentions]  # per layer: (T, T), head average
-    if not attentions or attentions[0].numel() == 0:
-        raise RuntimeError("the model returned no attention weights; it needs eager attention support")
-    last_layer = attentions[-1][-1]
-    size = attentions[0].shape[-1]
-    eye = torch.eye(size, device=attentions[0].device)
-    rollout = eye
-    for a in attentions:  # residual connection: half attention, half identity, rows sum to 1
-        mixed = 0.5 * a + 0.5 * eye
-        rollout = (mixed / mixed.sum(dim=-1, keepdim=True)) @ rollout
-    return _per_word(setup, last_layer), _per_word(setup, rollout[-1])
+    bos: bool = True
+    blank: str = " "
+    shapley_samples: int = 10
+    ig_steps: int = 20
+    importance_steps: int = 200
+    importance_samples: int = 4
+    seed: int = 0
 
 
-def _per_word(setup: _Setup, token_scores: torch.Tensor) -> np.ndarray:
-    """Sum a score over the pieces of each word (BOS excluded)."""
-    values = token_scores.detach().float().cpu().numpy()[setup.shift:]
-    return np.array([values[list(w.tokens)].sum() for w in setup.split.words])
+AttributionFunction = Callable[["LM", AttributionInput, AttributionOptions], np.ndarray]
 
 
-def _captum_input(lm, setup: _Setup):
+@dataclass(frozen=True)
+class AttributionMethod:
+    """One registered attribution method: ``function(lm, inp, options)`` returns one score per word
+    of ``inp.split`` (shape (n_words,), higher = more important)."""
+
+    name: str
+    function: AttributionFunction
+    description: str
+    source: str  # the paper or library the method comes from
+    library: str = "gpt2lab"  # who computes it: "gpt2lab" or "captum"
+
+
+_REGISTRY: dict[str, AttributionMethod] = {}
+
+
+def register_method(name: str, *, description: str, source: str, library: str = "gpt2lab"):
+    """Decorator: register ``function(lm, inp, options) -> scores (n_words,)`` under ``name``.
+
+    This is the one place a new method is added; :func:`compare_attributions` and
+    :func:`faithfulness_table` then accept ``name``. Raises ValueError when ``name`` is taken.
+    """
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"name={name!r} is not allowed; use a Python identifier such as 'my_method'")
+    if name in _REGISTRY:
+        raise ValueError(f"an attribution method named {name!r} is already registered; choose another name")
+
+    def add(function: AttributionFunction) -> AttributionFunction:
+        _REGISTRY[name] = AttributionMethod(name, function, description, source, library)
+        return function
+
+    return add
+
+
+def registered_methods() -> dict[str, AttributionMethod]:
+    """Every registered method by name, in registration order (the built-in ones first)."""
+    return dict(_REGISTRY)
+
+
+@register_method("importance", library="gpt2lab", source="Guan et al. 2019 (ICML), gpt2lab.explain.importance",
+                 description="-log sigma of the perturbation search; explains the whole next-piece distribution")
+def _importance(lm: LM, inp: AttributionInput, options: AttributionOptions) -> np.ndarray:
+    from gpt2lab.explain.importance import word_importance
+
+    res = word_importance(lm, inp.split.text, steps=options.importance_steps, samples=options.importance_samples,
+                          bos=options.bos, seed=options.seed, progress=False)
+    return -np.log(res.sigma)
+
+
+def _captum_input(lm: LM, inp: AttributionInput):
     from captum.attr import TextTokenInput
 
-    bos_text = lm.tokenizer.decode([setup.context[0]]) if setup.shift else ""
-    inp = TextTokenInput(bos_text + setup.split.text, lm.tokenizer, baselines=setup.blank,
-                         skip_tokens=[setup.context[0]] if setup.shift else None)
-    if tuple(inp.inp_tensor[0].tolist()) != setup.context:
+    bos_text = lm.tokenizer.decode([inp.context[0]]) if inp.shift else ""
+    text_input = TextTokenInput(bos_text + inp.split.text, lm.tokenizer, baselines=inp.blank,
+                                skip_tokens=[inp.context[0]] if inp.shift else None)
+    if tuple(text_input.inp_tensor[0].tolist()) != inp.context:
         raise RuntimeError("captum's tokenization of the text differs from gpt2lab's; cannot compare methods")
-    mask = torch.tensor([setup.split.token_to_word], device=lm.device)  # pieces of a word move together
-    return inp, mask
+    mask = torch.tensor([inp.split.token_to_word], device=lm.device)  # pieces of a word move together
+    return text_input, mask
 
 
 @contextlib.contextmanager
@@ -194,42 +245,111 @@ def _quiet_transformers():
         hf_logging.set_verbosity(previous)
 
 
-def _captum_scores(lm, setup: _Setup, method: str, *, shapley_samples: int, ig_steps: int, seed: int):
-    from captum.attr import (
-        FeatureAblation,
-        LayerIntegratedGradients,
-        LLMAttribution,
-        LLMGradientAttribution,
-        ShapleyValueSampling,
-    )
+def _captum_perturbation(lm: LM, inp: AttributionInput, algorithm, seed: int, **extra) -> np.ndarray:
+    """A captum perturbation method (words blanked together) through ``LLMAttribution``."""
+    from captum.attr import LLMAttribution
 
-    inp, mask = _captum_input(lm, setup)
-    target = torch.tensor(setup.target)
-    with frozen(lm.model), _quiet_transformers():  # gradients are needed for the embeddings only, never for the weights
-        if method == "integrated_gradients":
-            lig = LayerIntegratedGradients(lm.model, lm.model.get_input_embeddings())
-            result = LLMGradientAttribution(lig, lm.tokenizer).attribute(inp, target=target, n_steps=ig_steps)
-            token_scores = result.seq_attr
-            return np.array([float(token_scores[list(w.tokens)].sum()) for w in setup.split.words])
-        if method == "occlusion":
-            algo = LLMAttribution(FeatureAblation(lm.model), lm.tokenizer)
-            extra = {}
-        else:
-            algo = LLMAttribution(ShapleyValueSampling(lm.model), lm.tokenizer)
-            extra = {"n_samples": shapley_samples}
+    text_input, mask = _captum_input(lm, inp)
+    with frozen(lm.model), _quiet_transformers():  # no gradients needed at all
+        algo = LLMAttribution(algorithm(lm.model), lm.tokenizer)
         with torch.random.fork_rng(devices=[]), torch.no_grad():
             torch.manual_seed(seed)  # Shapley sampling draws its orders from the global generator
-            result = algo.attribute(inp, target=target, feature_mask=mask, forward_in_tokens=False, **extra)
+            result = algo.attribute(text_input, target=torch.tensor(inp.target), feature_mask=mask,
+                                    forward_in_tokens=False, **extra)
     token_scores = result.seq_attr.detach().float().cpu().numpy()
     # every piece of a word carries the word's value; read it from the word's first piece
-    return np.array([token_scores[w.tokens[0]] for w in setup.split.words])
+    return np.array([token_scores[w.tokens[0]] for w in inp.split.words])
+
+
+@register_method("occlusion", library="captum", source="captum FeatureAblation through LLMAttribution",
+                 description="change of log p(target) when the word's pieces are replaced by the blank piece")
+def _occlusion(lm: LM, inp: AttributionInput, options: AttributionOptions) -> np.ndarray:
+    from captum.attr import FeatureAblation
+
+    return _captum_perturbation(lm, inp, FeatureAblation, options.seed)
+
+
+@register_method("shapley", library="captum", source="captum ShapleyValueSampling through LLMAttribution "
+                 "(Castro et al. 2009)", description="the word's blanking effect averaged over random orders")
+def _shapley(lm: LM, inp: AttributionInput, options: AttributionOptions) -> np.ndarray:
+    from captum.attr import ShapleyValueSampling
+
+    return _captum_perturbation(lm, inp, ShapleyValueSampling, options.seed, n_samples=options.shapley_samples)
+
+
+@register_method("integrated_gradients", library="captum",
+                 source="captum LayerIntegratedGradients through LLMGradientAttribution (Sundararajan et al. 2017)",
+                 description="gradients along the path from blank embeddings to the real ones, summed per word")
+def _integrated_gradients(lm: LM, inp: AttributionInput, options: AttributionOptions) -> np.ndarray:
+    from captum.attr import LayerIntegratedGradients, LLMGradientAttribution
+
+    text_input, _ = _captum_input(lm, inp)
+    with frozen(lm.model), _quiet_transformers():  # gradients for the embeddings only, never for the weights
+        lig = LayerIntegratedGradients(lm.model, lm.model.get_input_embeddings())
+        result = LLMGradientAttribution(lig, lm.tokenizer).attribute(text_input, target=torch.tensor(inp.target),
+                                                                     n_steps=options.ig_steps)
+    token_scores = result.seq_attr
+    return np.array([float(token_scores[list(w.tokens)].sum()) for w in inp.split.words])
+
+
+@register_method("leave_one_out", library="gpt2lab", source="deletion (Li et al. 2016, 'Understanding Neural "
+                 "Networks through Representation Erasure')", description="drop of log p(target) when the word "
+                 "is deleted altogether (the text gets shorter)")
+def _leave_one_out(lm: LM, inp: AttributionInput, options: AttributionOptions) -> np.ndarray:
+    n = inp.split.n_words
+    contexts = [list(inp.context)] + [_context_without(inp, [w], "remove") for w in range(n)]
+    logp, _ = _score_contexts(lm, contexts, inp.target)
+    return logp[0] - logp[1:]
+
+
+def _attention_maps(lm: LM, inp: AttributionInput) -> tuple[np.ndarray, np.ndarray]:
+    """Per-word attention from the last position: last layer, and rolled out through all layers.
+    Computed once per input (both attention methods read it)."""
+    if "attention" not in inp.cache:
+        attentions = attention_weights(lm, [list(inp.context)])[0].mean(dim=1)  # head average: (layers, T, T)
+        eye = torch.eye(attentions.shape[-1])
+        rollout = eye
+        for a in attentions:  # residual connection: half attention, half identity, rows sum to 1
+            mixed = 0.5 * a + 0.5 * eye
+            rollout = (mixed / mixed.sum(dim=-1, keepdim=True)) @ rollout
+        inp.cache["attention"] = (_per_word(inp, attentions[-1][-1]), _per_word(inp, rollout[-1]))
+    return inp.cache["attention"]
+
+
+@register_method("attention_last", library="gpt2lab", source="raw attention weights (e.g. Jain & Wallace 2019 "
+                 "on why they may mislead)", description="the last layer's attention from the last position, "
+                 "averaged over heads")
+def _attention_last(lm: LM, inp: AttributionInput, options: AttributionOptions) -> np.ndarray:
+    return _attention_maps(lm, inp)[0]
+
+
+@register_method("attention_rollout", library="gpt2lab", source="Abnar & Zuidema 2020, 'Quantifying Attention "
+                 "Flow in Transformers'", description="attention rolled out through all layers, half identity "
+                 "for the residual connection")
+def _attention_rollout(lm: LM, inp: AttributionInput, options: AttributionOptions) -> np.ndarray:
+    return _attention_maps(lm, inp)[1]
+
+
+def _per_word(inp: AttributionInput, token_scores: torch.Tensor) -> np.ndarray:
+    """Sum a score over the pieces of each word (BOS excluded)."""
+    values = token_scores.detach().float().cpu().numpy()[inp.shift:]
+    return np.array([values[list(w.tokens)].sum() for w in inp.split.words])
+
+
+METHODS = tuple(_REGISTRY)  # the built-in methods
+CAPTUM_METHODS = tuple(m.name for m in _REGISTRY.values() if m.library == "captum")
 
 
 # ----------------------------------------------------------------------------- results
 
 @dataclass
 class Attributions:
-    """Word scores of several methods for one text and one target (higher = more important)."""
+    """Word scores of several methods for one text and one target (higher = more important).
+
+    ``scores[method]``: float64 (words,), in the method's own units (see :func:`compare_attributions`);
+    ``seconds[method]``: its wall time; ``target``/``target_ids``: the piece(s) explained;
+    ``spans``: every word's character span in ``text``.
+    """
 
     text: str
     words: list[str]
@@ -249,6 +369,7 @@ class Attributions:
 
     @property
     def table(self):
+        """The same as :meth:`to_dataframe`."""
         return self.to_dataframe()
 
     def normalised(self):
@@ -260,35 +381,24 @@ class Attributions:
         """Rank of every word under every method (1 = most important)."""
         return self.to_dataframe().rank(ascending=False, method="average")
 
-    def rank_agreement(self, kind: str = "spearman"):
+    def rank_agreement(self, kind: Correlation = "spearman"):
         """Rank correlation between every pair of methods ("spearman" or "kendall")."""
         return rank_agreement(self.scores, kind)
 
     def plot(self, ax=None):
-        """Heat map: methods x words, each method scaled to [-1, 1]."""
-        import matplotlib.pyplot as plt
-
-        frame = self.normalised()
-        if ax is None:
-            _, ax = plt.subplots(figsize=(max(6, 0.75 * len(self.words) + 2), 0.5 * frame.shape[1] + 1.6))
-        image = ax.imshow(frame.T.values, cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
-        ax.set_xticks(range(len(self.words)), self.words, rotation=45 if len(self.words) > 8 else 0)
-        ax.set_yticks(range(frame.shape[1]), frame.columns)
-        ax.set_title(f"which words drive {self.target!r}? (each row scaled to its largest |score|)")
-        ax.figure.colorbar(image, ax=ax, fraction=0.03)
-        ax.figure.tight_layout()
-        return ax.figure
+        """Heat map: methods x words, each scaled to [-1, 1]; see :func:`gpt2lab.explain.views.plot_attributions`."""
+        return views.plot_attributions(self, ax)
 
     def _repr_html_(self) -> str:
-        caption = f"<p>scores for the next piece <b>{html.escape(repr(self.target))}</b> (higher = more important)</p>"
-        return caption + self.to_dataframe().to_html(float_format=lambda v: f"{v:.3g}")
+        return views.attributions_html(self)
 
     def __repr__(self) -> str:
         return f"Attributions({self.text!r}, target={self.target!r}, methods={list(self.scores)})"
 
 
-def rank_agreement(scores: dict[str, np.ndarray], kind: str = "spearman"):
-    """A methods x methods table of rank correlations (Spearman's rho or Kendall's tau)."""
+def rank_agreement(scores: dict[str, np.ndarray], kind: Correlation = "spearman"):
+    """A methods x methods pandas table of rank correlations (scipy's Spearman rho or Kendall tau, in
+    [-1, 1]; NaN where a method gives every word the same score). Raises ValueError for another kind."""
     import pandas as pd
     from scipy import stats
 
@@ -310,71 +420,69 @@ def rank_agreement(scores: dict[str, np.ndarray], kind: str = "spearman"):
 
 
 def _check_methods(methods) -> tuple[str, ...]:
+    if methods is None:
+        return tuple(_REGISTRY)
     if isinstance(methods, str):
         methods = (methods,)
     methods = tuple(methods)
-    unknown = [m for m in methods if m not in METHODS]
+    unknown = [m for m in methods if m not in _REGISTRY]
     if unknown or not methods:
-        raise ValueError(f"methods={list(methods)!r} is not allowed; choose from {list(METHODS)}")
+        raise ValueError(f"methods={list(methods)!r} is not allowed; choose from the registered methods "
+                         f"{list(_REGISTRY)} (add one with register_method)")
     return methods
 
 
-def compare_attributions(lm, text, target=None, methods=METHODS, *, bos: bool = True, blank: str = " ",
-                         shapley_samples: int = 10, ig_steps: int = 20, importance_steps: int = 200,
-                         importance_samples: int = 4, seed: int = 0, progress: bool = True):
+def compare_attributions(lm: LM, text: str | list[str], target=None, methods=None, *, bos: bool = True,
+                         blank: str = " ", shapley_samples: int = 10, ig_steps: int = 20,
+                         importance_steps: int = 200, importance_samples: int = 4, seed: int = 0,
+                         progress: bool = True):
     """Score every word of ``text`` with several attribution methods, for one target.
 
     text: a string (returns one :class:`Attributions`) or a list of strings (one per text).
     target: what to explain: None = the model's most likely next piece, a string (e.g. " love"),
         a token id or a tuple of token ids. ``importance`` always explains the whole next-piece distribution.
-    methods: any of ``METHODS``. bos: start the context with <|endoftext|> (never scored).
+    methods: names of registered methods (None = all of them; see :func:`registered_methods`, the
+        built-in ones are ``METHODS``). bos: start the context with <|endoftext|> (never scored).
     blank: the piece that replaces a word for occlusion, Shapley sampling and the IG baseline.
     shapley_samples, ig_steps: captum's n_samples and n_steps. importance_*: word_importance's
         steps and samples. seed: makes Shapley sampling and the importance noise reproducible.
+
+    Returns scores of shape (n_words,) per method (higher = more important; units differ between
+    methods: log-probability for occlusion/Shapley/IG/leave-one-out, attention weight for the
+    attention methods, -log sigma for importance) and the seconds each took.
+    Raises ValueError for an unknown method, a count below 1, a blank that is not one piece or a text
+    longer than the context; TypeError for a target or text of the wrong type.
     """
     from tqdm.auto import tqdm
 
     methods = _check_methods(methods)
-    for name, value in (("shapley_samples", shapley_samples), ("ig_steps", ig_steps),
-                        ("importance_steps", importance_steps), ("importance_samples", importance_samples)):
-        if not isinstance(value, int) or value < 1:
+    options = AttributionOptions(bos=bos, blank=blank, shapley_samples=shapley_samples, ig_steps=ig_steps,
+                                 importance_steps=importance_steps, importance_samples=importance_samples, seed=seed)
+    for name in ("shapley_samples", "ig_steps", "importance_steps", "importance_samples"):
+        value = getattr(options, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name}={value!r} is not allowed; use an integer >= 1")
     if isinstance(text, (list, tuple)):
-        return [compare_attributions(lm, t, target, methods, bos=bos, blank=blank, shapley_samples=shapley_samples,
-                                     ig_steps=ig_steps, importance_steps=importance_steps,
-                                     importance_samples=importance_samples, seed=seed, progress=progress)
-                for t in text]
+        return [compare_attributions(lm, t, target, methods, progress=progress, **options.__dict__) for t in text]
     if not isinstance(text, str):
         raise TypeError(f"text must be a string or a list of strings, got {type(text).__name__}")
-    setup = _prepare(lm, text, target, bos, blank)
+    inp = _prepare(lm, text, target, bos, blank)
     scores, seconds = {}, {}
-    attention = None
     for method in tqdm(methods, desc="attribution methods", disable=not progress, leave=False):
         t0 = time.perf_counter()
-        if method == "importance":
-            from gpt2lab.explain.importance import word_importance
-
-            res = word_importance(lm, text, steps=importance_steps, samples=importance_samples, bos=bos, seed=seed,
-                                  progress=False)
-            scores[method] = -np.log(res.sigma)
-        elif method in CAPTUM_METHODS:
-            scores[method] = _captum_scores(lm, setup, method, shapley_samples=shapley_samples, ig_steps=ig_steps,
-                                            seed=seed)
-        elif method == "leave_one_out":
-            scores[method] = _leave_one_out(lm, setup)
-        else:
-            if attention is None:
-                attention = _attention_scores(lm, setup)
-            scores[method] = attention[0] if method == "attention_last" else attention[1]
+        scores[method] = np.asarray(_REGISTRY[method].function(lm, inp, options), dtype=np.float64)
+        if scores[method].shape != (inp.split.n_words,):
+            raise RuntimeError(f"attribution method {method!r} returned shape {scores[method].shape}; "
+                               f"it must return one score per word ({inp.split.n_words},)")
         seconds[method] = time.perf_counter() - t0
-    return Attributions(text=text, words=setup.split.word_texts(), target=lm.tokenizer.decode(list(setup.target)),
-                        target_ids=setup.target, scores={m: np.asarray(v, dtype=np.float64) for m, v in scores.items()},
-                        seconds=seconds, spans=[(w.start, w.end) for w in setup.split.words], model_name=str(lm.name))
+    return Attributions(text=text, words=inp.split.word_texts(), target=lm.tokenizer.decode(list(inp.target)),
+                        target_ids=inp.target, scores=scores, seconds=seconds,
+                        spans=[(w.start, w.end) for w in inp.split.words], model_name=str(lm.name))
 
 
 # ----------------------------------------------------------------------------- faithfulness
 
-def order_from_scores(scores) -> list[int]:
+def order_from_scores(scores: np.ndarray) -> list[int]:
     """Word indices from the highest score to the lowest (ties keep reading order)."""
     return [int(i) for i in np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")]
 
@@ -398,60 +506,50 @@ def deletion_areas(evaluate, n_words: int, orders: list[list[int]]) -> np.ndarra
     return np.array([[values[frozenset(order[:k])] for k in range(n_words + 1)] for order in orders])
 
 
-def curve_area(curve: np.ndarray) -> float:
-    """Area under a deletion curve, as the mean movement over k = 1..n removed words."""
+def curve_area(curve: np.ndarray) -> float | np.ndarray:
+    """Area under a deletion curve (n_words + 1,), as the mean movement over k = 1..n removed words (in
+    the curve's units); for curves stacked as (curves, n_words + 1), one area per curve."""
     curve = np.asarray(curve, dtype=np.float64)
     return float(curve[..., 1:].mean(axis=-1)) if curve.ndim == 1 else curve[..., 1:].mean(axis=-1)
 
 
 @dataclass
 class DeletionResult:
-    """Deletion curves of several methods (and of random orders) for one text."""
+    """Deletion curves of several methods (and of random orders) for one text.
+
+    Movement is in nats (``metric="kl"``) or in log-probability of the target (``"logprob"``);
+    ``areas``: :func:`curve_area` of each method's curve, ``random_area``: the mean over random orders.
+    """
 
     text: str
     words: list[str]
     target: str
-    metric: str
-    mode: str
+    metric: Metric
+    mode: DeletionMode
     curves: dict[str, np.ndarray]  # method -> (n_words + 1,) movement after k words removed
     random_curves: np.ndarray  # (n_random, n_words + 1)
 
     @property
     def areas(self) -> dict[str, float]:
+        """Area under each method's curve."""
         return {m: curve_area(c) for m, c in self.curves.items()}
 
     @property
     def random_area(self) -> float:
+        """Mean area under the random orders' curves (NaN without random orders)."""
         return float(np.mean(curve_area(self.random_curves))) if len(self.random_curves) else float("nan")
 
     def plot(self, ax=None):
-        import matplotlib.pyplot as plt
-
-        if ax is None:
-            _, ax = plt.subplots(figsize=(9, 4))
-        k = np.arange(len(self.words) + 1)
-        if len(self.random_curves):
-            mean = self.random_curves.mean(axis=0)
-            ax.fill_between(k, self.random_curves.min(axis=0), self.random_curves.max(axis=0), color="grey",
-                            alpha=0.2, label="random orders (range)")
-            ax.plot(k, mean, color="grey", ls="--", label=f"random (area {self.random_area:.3g})")
-        for method, curve in self.curves.items():
-            ax.plot(k, curve, marker="o", ms=3, label=f"{method} (area {curve_area(curve):.3g})")
-        label = "KL(full || after removal)" if self.metric == "kl" else "drop of log p(target)"
-        ax.set_xlabel(f"words {'removed' if self.mode == 'remove' else 'blanked'}, most important first")
-        ax.set_ylabel(label)
-        ax.set_title(f"deletion curves: {self.text[:50]!r}")
-        ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
-        ax.figure.tight_layout()
-        return ax.figure
+        """The deletion curves against random orders; see :func:`gpt2lab.explain.views.plot_deletion`."""
+        return views.plot_deletion(self, ax)
 
 
-def _movement_evaluator(lm, setup: _Setup, mode: str, metric: str):
-    full_logp, full_dist = _score_contexts(lm, [list(setup.context)], setup.target)
+def _movement_evaluator(lm: LM, inp: AttributionInput, mode: DeletionMode, metric: Metric):
+    full_logp, full_dist = _score_contexts(lm, [list(inp.context)], inp.target)
 
     def evaluate(removed_sets):
-        contexts = [_context_without(setup, sorted(s), mode) for s in removed_sets]
-        logp, dist = _score_contexts(lm, contexts, setup.target)
+        contexts = [_context_without(inp, sorted(s), mode) for s in removed_sets]
+        logp, dist = _score_contexts(lm, contexts, inp.target)
         if metric == "logprob":
             return full_logp[0] - logp
         p_full = full_dist[0].exp()
@@ -461,13 +559,17 @@ def _movement_evaluator(lm, setup: _Setup, mode: str, metric: str):
     return evaluate
 
 
-def deletion_curve(lm, attributions: Attributions, *, metric: str = "kl", mode: str = "remove",
+def deletion_curve(lm: LM, attributions: Attributions, *, metric: Metric = "kl", mode: DeletionMode = "remove",
                    n_random: int = 20, bos: bool = True, blank: str = " ", seed: int = 0) -> DeletionResult:
     """Remove words from most to least important (per method) and measure how far the prediction moves.
 
-    metric: "kl" (KL divergence of the next-piece distribution from the full text's) or "logprob"
-        (drop of log p(target)). mode: "remove" deletes the words, "mask" replaces them with ``blank``.
-    A faithful method moves the prediction sooner than random orders do: larger area.
+    metric: "kl" (KL divergence, in nats, of the next-piece distribution from the full text's) or
+        "logprob" (drop of log p(target)). mode: "remove" deletes the words, "mask" replaces them with
+        ``blank``. A faithful method moves the prediction sooner than random orders do: larger area
+        (the deletion metric of Samek et al. 2017, "Evaluating the visualization of what a deep neural
+        network has learned"; DeYoung et al. 2020 call it comprehensiveness). Curves have shape
+        (n_words + 1,); ``n_random`` random orders (seeded by ``seed``) give the baseline. Raises
+        ValueError for an unknown metric or mode or a negative n_random.
     """
     if metric not in METRICS:
         raise ValueError(f"metric={metric!r} is not allowed; use one of {METRICS}")
@@ -476,12 +578,12 @@ def deletion_curve(lm, attributions: Attributions, *, metric: str = "kl", mode: 
     if not isinstance(n_random, int) or n_random < 0:
         raise ValueError(f"n_random={n_random!r} is not allowed; use an integer >= 0")
     target = attributions.target_ids or attributions.target
-    setup = _prepare(lm, attributions.text, target, bos, blank)
-    n = setup.split.n_words
+    inp = _prepare(lm, attributions.text, target, bos, blank)
+    n = inp.split.n_words
     rng = np.random.default_rng(seed)
     orders = [order_from_scores(s) for s in attributions.scores.values()]
     random_orders = [list(rng.permutation(n)) for _ in range(n_random)]
-    table = deletion_areas(_movement_evaluator(lm, setup, mode, metric), n, orders + random_orders)
+    table = deletion_areas(_movement_evaluator(lm, inp, mode, metric), n, orders + random_orders)
     curves = dict(zip(attributions.scores, table[:len(orders)]))
     return DeletionResult(text=attributions.text, words=attributions.words, target=attributions.target,
                           metric=metric, mode=mode, curves=curves, random_curves=table[len(orders):])
@@ -494,23 +596,24 @@ class FaithfulnessReport:
     table: object  # pandas DataFrame, one row per method, best first
     per_text: object  # pandas DataFrame, one row per (text, method)
     agreement: object  # mean Spearman correlation between methods over the texts
-    metric: str
-    mode: str
+    metric: Metric
+    mode: DeletionMode
 
     @property
     def best_method(self) -> str:
+        """The method ranked first (lowest mean rank, then largest area)."""
         return str(self.table.index[0])
 
     def _repr_html_(self) -> str:
-        return (f"<p>most faithful here: <b>{html.escape(self.best_method)}</b> (deletion metric {self.metric}, "
-                f"mode {self.mode})</p>" + self.table.to_html(float_format=lambda v: f"{v:.3g}"))
+        return views.faithfulness_html(self)
 
     def __str__(self) -> str:
         return (f"deletion metric={self.metric}, mode={self.mode}; most faithful: {self.best_method}\n"
                 + self.table.to_string(float_format=lambda v: f"{v:.3f}"))
 
 
-def faithfulness_table(lm, texts, methods=METHODS, *, metric: str = "kl", mode: str = "remove",
+def faithfulness_table(lm: LM, texts: str | list[str], methods=None, *, metric: Metric = "kl",
+                       mode: DeletionMode = "remove",
                        n_random: int = 20, bos: bool = True, blank: str = " ", seed: int = 0,
                        progress: bool = True, **method_kwargs) -> FaithfulnessReport:
     """Which method is most faithful on these sentences?
@@ -519,7 +622,8 @@ def faithfulness_table(lm, texts, methods=METHODS, *, metric: str = "kl", mode: 
     and random orders. Columns: mean area (higher = the method finds words that move the
     prediction), mean area of random orders, ``gain`` = area / random area, ``wins`` (texts on
     which the method had the largest area) and ``mean_rank`` (1 = best). Rows sorted by mean rank.
-    ``method_kwargs`` go to :func:`compare_attributions` (e.g. ``shapley_samples``).
+    ``method_kwargs`` go to :func:`compare_attributions` (e.g. ``shapley_samples``). Raises ValueError
+    for no texts, an unknown method, metric or mode (see :func:`deletion_curve`).
     """
     import pandas as pd
     from tqdm.auto import tqdm

@@ -44,37 +44,33 @@ so which of them take the noise varies from seed to seed.
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import html
 import math
-import random
-import re
 import time
 import types
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
 
-from gpt2lab import files
+from gpt2lab.explain import views
+from gpt2lab.explain.outputs import OUTPUTS, Output, frozen, last_hidden, output_variance, phi
 from gpt2lab.explain.words import WordSplit, split_tokens, split_words
-from gpt2lab.fingerprint import model_fingerprint
 from gpt2lab.tokens import bos_id, pad_id, right_pad
 
-__all__ = ["OUTPUTS", "UNITS", "NORMALISERS", "DEFAULT_SCALE_FACTOR", "CORPUS_SENTENCES",
-           "ImportanceSettings", "WordImportance", "frozen", "phi", "last_hidden", "corpus_sentences",
-           "output_variance", "text_seed", "default_scale", "word_importance", "ObjectiveEstimate",
-           "objective"]
+if TYPE_CHECKING:
+    from gpt2lab.loading import LM
 
-OUTPUTS = ("logits", "hidden")
-UNITS = ("word", "token")
-NORMALISERS = ("corpus", "self")
+__all__ = ["Unit", "Normaliser", "UNITS", "NORMALISERS", "DEFAULT_SCALE_FACTOR", "ImportanceSettings",
+           "WordImportance", "text_seed", "default_scale", "word_importance", "ObjectiveEstimate", "objective"]
+
+Unit = Literal["word", "token"]
+Normaliser = Literal["corpus", "self"]
+UNITS: tuple[Unit, ...] = ("word", "token")
+NORMALISERS: tuple[Normaliser, ...] = ("corpus", "self")
 DEFAULT_SCALE_FACTOR = 10.0  # sigma's ceiling in units of the embedding table's std (the paper's advice)
-CORPUS_SENTENCES = 256  # corpus sentences used to estimate r^2
-_MIN_VARIANCE_RATIO = 1e-6  # floor for r_d^2 relative to its mean: a constant output must not divide by ~0
 
 
 # ----------------------------------------------------------------------------- settings
@@ -91,9 +87,9 @@ class ImportanceSettings:
     smoothing: float = 0.97  # EMA factor for judging "best": loss and rho averaged over ~1/(1-x) steps
     rate: float = 0.1  # lambda: weight of the "as much noise as possible" term
     scale: float | None = None  # sigma's ceiling; None = 10 x std of the token-embedding table
-    output: str = "logits"  # Phi: "logits" or "hidden" (final hidden state) at the last position
-    unit: str = "word"  # "word": pieces of a word share sigma; "token": one sigma per BPE piece
-    normaliser: str = "corpus"  # r^2: "corpus" variance (cached per model) or "self" = mean(Phi(x)^2)
+    output: Output = "logits"  # Phi: "logits" or "hidden" (final hidden state) at the last position
+    unit: Unit = "word"  # "word": pieces of a word share sigma; "token": one sigma per BPE piece
+    normaliser: Normaliser = "corpus"  # r^2: "corpus" variance (cached per model) or "self" = mean(Phi(x)^2)
     bos: bool = True  # condition on <|endoftext|> first, as at the start of a GPT-2 document
     seed: int = 0
     max_rows: int | None = None  # rows per forward pass (memory cap); None = by device
@@ -102,6 +98,8 @@ class ImportanceSettings:
     patience: int = 30  # ... over this many steps; stop_tol=None always runs every step
 
     def validate(self) -> None:
+        """Raises ValueError naming the first field whose value is not allowed, and what is."""
+
         def need(cond, name, value, allowed):
             if not cond:
                 raise ValueError(f"{name}={value!r} is not allowed; {allowed}")
@@ -146,6 +144,11 @@ class WordImportance:
     ``importance[i]``: -log sigma rescaled within the text to [0, 1] (1 = most important word).
     ``loss_trace``: the loss at every step run; ``best_step``: where the kept sigma came from;
     ``steps_run``: steps actually run (fewer than ``settings["steps"]`` when the text settled early).
+
+    Shapes (W = words of the text, or BPE pieces with ``unit="token"``): ``sigma``, ``importance``
+    (W,) float64; ``loss_trace`` (steps_run,); ``sigma_trace`` (checkpoints, W) with ``trace_steps``
+    and ``trace_seconds`` (checkpoints,). sigma is in the units of the input embeddings (a standard
+    deviation of added Gaussian noise), at most ``scale``; ``seconds`` is wall time.
     """
 
     text: str
@@ -169,6 +172,7 @@ class WordImportance:
 
     @property
     def scale(self) -> float:
+        """sigma's ceiling, in embedding units (``settings["scale"]``)."""
         return float(self.settings["scale"])
 
     def ranking(self) -> list[str]:
@@ -185,27 +189,9 @@ class WordImportance:
                              "rank": ranks, "pieces": ["".join(p) for p in self.pieces]})
 
     def to_html(self, cmap: str = "Reds") -> str:
-        """The text with every word shaded by its importance (hover a word for its numbers)."""
-        import matplotlib
-
-        colours = matplotlib.colormaps[cmap]
-        parts, cursor = [], 0
-        for _word, (start, end), imp, sig in zip(self.words, self.spans, self.importance, self.sigma):
-            lead = len(self.text[start:end]) - len(self.text[start:end].lstrip())
-            parts.append(html.escape(self.text[cursor:start + lead]))
-            r, g, b, _ = colours(0.1 + 0.8 * float(imp))
-            ink = "#fff" if imp > 0.6 else "#000"
-            parts.append(f'<span title="sigma={sig:.3g}, importance={imp:.2f}" style="background:'
-                         f'rgb({int(r * 255)},{int(g * 255)},{int(b * 255)});color:{ink};padding:1px 2px;'
-                         f'border-radius:3px">{html.escape(self.text[start + lead:end])}</span>')
-            cursor = end
-        parts.append(html.escape(self.text[cursor:]))
-        body = "".join(parts).replace("\n", "<br>")
-        caption = (f"next piece predicted: <b>{html.escape(repr(self.prediction))}</b> "
-                   f"(p={self.prediction_prob:.2f}); darker = more important; {self.steps_run} steps x "
-                   f"{self.settings['samples']} samples, {self.seconds:.2f} s")
-        return (f'<div style="font-family:sans-serif;line-height:1.9">{body}'
-                f'<div style="font-size:80%;color:#555">{caption}</div></div>')
+        """The text with every word shaded by its importance (hover a word for its numbers); see
+        :func:`gpt2lab.explain.views.importance_html`."""
+        return views.importance_html(self, cmap)
 
     def _repr_html_(self) -> str:
         return self.to_html()
@@ -215,168 +201,23 @@ class WordImportance:
         return f"WordImportance({self.text!r}, sigma={{{shown}}}, next={self.prediction!r})"
 
     def plot(self, ax=None, show_loss: bool = False, cmap: str = "Reds"):
-        """Bar chart of importance per word above the text shaded by importance.
-
-        With ``show_loss`` a third panel shows the loss trace. Returns the matplotlib figure.
-        """
-        import matplotlib
-        import matplotlib.pyplot as plt
-
-        colours = matplotlib.colormaps[cmap]
-        if ax is None:
-            rows = 3 if show_loss else 2
-            width = min(14.0, max(6.0, 0.7 * len(self.words) + 2))
-            lines = math.ceil(sum(len(w) + 3 for w in self.words) / (8 * width))  # ~8 characters per inch
-            text_height = 0.3 + 0.35 * lines
-            fig, axes = plt.subplots(rows, 1, figsize=(width, 3.0 + text_height + 1.8 * (rows - 2)),
-                                     gridspec_kw={"height_ratios": [3, text_height] + ([1.8] if show_loss else [])})
-        else:
-            fig, axes = ax.figure, [ax]
-        bar_ax = axes[0]
-        x = np.arange(len(self.words))
-        bar_ax.bar(x, self.importance, color=[colours(0.1 + 0.8 * v) for v in self.importance],
-                   edgecolor="black", linewidth=0.5)
-        bar_ax.set_xticks(x, self.words, rotation=45 if len(self.words) > 8 else 0, ha="right"
-                          if len(self.words) > 8 else "center")
-        bar_ax.set_ylabel("importance (0..1)")
-        bar_ax.set_ylim(0, 1.05)
-        twin = bar_ax.twinx()
-        twin.plot(x, self.sigma, "o", color="tab:blue", markersize=4)
-        twin.set_ylabel("sigma (noise tolerated)", color="tab:blue")
-        twin.set_ylim(0, self.scale * 1.05)
-        bar_ax.set_title(f"which words drive the next piece {self.prediction!r}?")
-        if len(axes) > 1:
-            _draw_shaded_text(axes[1], self.words, self.importance, colours)
-        if show_loss and len(axes) > 2:
-            axes[2].plot(self.loss_trace, lw=1)
-            axes[2].axvline(self.best_step, color="grey", ls=":", label=f"best step {self.best_step}")
-            axes[2].set_xlabel("step")
-            axes[2].set_ylabel("loss")
-            axes[2].legend(loc="upper right")
-        fig.tight_layout()
-        return fig
+        """Bar chart of importance per word above the shaded text (and the loss trace with ``show_loss``);
+        see :func:`gpt2lab.explain.views.plot_importance`. Returns the matplotlib figure."""
+        return views.plot_importance(self, ax, show_loss=show_loss, cmap=cmap)
 
 
-def _draw_shaded_text(ax, words, importance, colours, fontsize: int = 12) -> None:
-    """Words laid out left to right, wrapping, each on a background coloured by importance."""
-    ax.set_axis_off()
-    renderer = ax.figure.canvas.get_renderer()
-    box = ax.get_window_extent(renderer)
-    x, y, line_height = 0.0, 1.0, None
-    for word, imp in zip(words, importance):
-        t = ax.text(x, y, word, fontsize=fontsize, transform=ax.transAxes, va="top",
-                    color="white" if imp > 0.6 else "black",
-                    bbox=dict(boxstyle="round,pad=0.25", facecolor=colours(0.1 + 0.8 * float(imp)),
-                              edgecolor="none"))
-        extent = t.get_window_extent(renderer)
-        if line_height is None:
-            line_height = 1.8 * extent.height / max(box.height, 1.0)
-        # the coloured box adds its padding on both sides, plus a small gap
-        width = (extent.width + renderer.points_to_pixels(fontsize * 0.8)) / max(box.width, 1.0)
-        if x > 0 and x + width > 1.0:  # wrap to the next line
-            x, y = 0.0, y - line_height
-            t.set_position((x, y))
-        x += width
-
-
-# ----------------------------------------------------------------------------- model plumbing
-
-@contextlib.contextmanager
-def frozen(model: torch.nn.Module):
-    """Switch off gradients for the weights: the search only needs gradients for sigma."""
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    for p, _ in flags:
-        p.requires_grad_(False)
-    try:
-        yield model
-    finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)
-
-
-def phi(model, embeds: torch.Tensor, last: torch.Tensor, attention_mask: torch.Tensor | None = None,
-        output: str = "logits") -> torch.Tensor:
-    """Phi: the model's output at position ``last[b]`` of each row, from input embeddings.
-
-    The transformer runs on every position, but only the explained position goes through the
-    output layer (for GPT-2 that layer alone holds a third of the weights).
-    """
-    hidden = last_hidden(model, embeds, last, attention_mask)
-    if output == "hidden":
-        return hidden.float()
-    return model.get_output_embeddings()(hidden).float()
-
-
-def last_hidden(model, embeds: torch.Tensor, last: torch.Tensor, attention_mask: torch.Tensor | None = None):
-    """The final hidden state (after the last layer norm) at position ``last[b]`` of each row."""
-    base = getattr(model, "base_model", model)
-    out = base(inputs_embeds=embeds, attention_mask=attention_mask, use_cache=False)
-    return out.last_hidden_state[torch.arange(embeds.shape[0], device=embeds.device), last]
-
-
-def corpus_sentences(n: int = CORPUS_SENTENCES, seed: int = 0) -> list[str]:
-    """``n`` sentences (3 to 40 words) sampled from the tinyshakespeare validation split."""
-    from gpt2lab import data
-
-    _, val = data.tinyshakespeare_split()
-    pieces = re.split(r"(?<=[.!?])\s+", re.sub(r"\n(?=\S)", " ", val))
-    sentences = [s.strip() for s in pieces if 3 <= len(s.split()) <= 40]
-    rng = random.Random(seed)
-    return rng.sample(sentences, min(n, len(sentences)))
-
-
-def _cache_path(lm, output: str, bos: bool, n: int) -> Path:
-    from gpt2lab import data
-
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(lm.name))[:60] or "model"
-    return (data.cache_dir() / "importance"
-            / f"r2-{safe}-{model_fingerprint(lm.model)}-{output}-{'bos' if bos else 'nobos'}-n{n}.pt")
-
-
-def output_variance(lm, output: str = "logits", bos: bool = True, n_sentences: int = CORPUS_SENTENCES,
-                    refresh: bool = False, batch_size: int = 32) -> torch.Tensor:
-    """r^2: the variance of every output dimension of Phi over ``n_sentences`` corpus sentences.
-
-    Computed once per model (keyed by name and a fingerprint of the weights) and cached on disk
-    under the gpt2lab cache dir (``$GPT2LAB_CACHE``/importance). Raises ``data.DataUnavailableError``
-    when the corpus cannot be found.
-    """
-    if output not in OUTPUTS:
-        raise ValueError(f"output={output!r} is not allowed; use one of {OUTPUTS}")
-    path = _cache_path(lm, output, bos, n_sentences)
-    if path.is_file() and not refresh:
-        try:
-            return torch.load(path, map_location="cpu", weights_only=True).to(lm.device)
-        except (OSError, RuntimeError, EOFError):
-            path.unlink(missing_ok=True)  # a damaged cache file: compute again
-    sentences = corpus_sentences(n_sentences)
-    limit = lm.context_length - int(bos)
-    outputs = []
-    with torch.inference_mode():
-        for i in range(0, len(sentences), batch_size):
-            rows = [list(lm.tokenizer(s, add_special_tokens=False)["input_ids"])[:limit]
-                    for s in sentences[i:i + batch_size]]
-            if bos:
-                rows = [[bos_id(lm.tokenizer)] + r for r in rows]
-            ids, mask, last = right_pad(rows, pad_id(lm.tokenizer), lm.device)
-            outputs.append(phi(lm.model, lm.model.get_input_embeddings()(ids), last, mask, output))
-    values = torch.cat(outputs)
-    variance = values.var(dim=0, unbiased=False)
-    variance = variance.clamp_min(variance.mean() * _MIN_VARIANCE_RATIO).float()
-    with files.atomic_file(path, "wb") as fh:  # a concurrent reader never sees half a file
-        torch.save(variance.cpu(), fh)
-    return variance.to(lm.device)
-
+# ----------------------------------------------------------------------------- noise
 
 def text_seed(seed: int, text: str) -> int:
-    """The noise seed of one text: depends on (seed, text) only, so a text draws the same noise
-    whether it is explained alone or inside a batch."""
+    """The noise seed of one text (a 63-bit int from SHA-256 of seed and text): it depends on (seed, text)
+    only, so a text draws the same noise whether it is explained alone or inside a batch."""
     digest = hashlib.sha256(f"{seed}\x00{text}".encode()).digest()
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
-def default_scale(lm, factor: float = DEFAULT_SCALE_FACTOR) -> float:
-    """sigma's ceiling: ``factor`` x the standard deviation of the token-embedding table."""
+def default_scale(lm: LM, factor: float = DEFAULT_SCALE_FACTOR) -> float:
+    """sigma's ceiling, in embedding units: ``factor`` x the standard deviation of the token-embedding
+    table (Guan et al. 2019 advise about 10 x the embeddings' spread, so the noise can drown a word)."""
     weight = lm.model.get_input_embeddings().weight
     return float(factor * weight.detach().float().std())
 
@@ -396,16 +237,19 @@ def _check_texts(text_or_texts) -> tuple[list[str], bool]:
     raise TypeError(f"text_or_texts must be a string or a list of strings, got {type(text_or_texts).__name__}")
 
 
-def word_importance(lm, text_or_texts, *, steps: int = 200, samples: int = 4, lr: float = 0.3,
-                    final_lr_ratio: float = 0.05, init: float = 0.05, smoothing: float = 0.97, rate: float = 0.1,
-                    scale: float | None = None, output: str = "logits", unit: str = "word",
-                    normaliser: str = "corpus", bos: bool = True, seed: int = 0, max_rows: int | None = None,
+def word_importance(lm: LM, text_or_texts: str | list[str], *, steps: int = 200, samples: int = 4,
+                    lr: float = 0.3, final_lr_ratio: float = 0.05, init: float = 0.05, smoothing: float = 0.97,
+                    rate: float = 0.1, scale: float | None = None, output: Output = "logits", unit: Unit = "word",
+                    normaliser: Normaliser = "corpus", bos: bool = True, seed: int = 0, max_rows: int | None = None,
                     texts_per_batch: int = 16, stop_tol: float | None = 0.05, patience: int = 30,
-                    record_every: int | None = None, progress: bool = True):
+                    record_every: int | None = None, progress: bool = True) -> WordImportance | list[WordImportance]:
     """How important is every word of a prompt for what the model predicts next?
 
-    Guan et al.'s perturbation method (see the module docstring), batched. Returns a
-    :class:`WordImportance` for a string, a list of them for a list of strings.
+    Guan et al. 2019, "Towards a Deep and Unified Understanding of Deep Neural Models in NLP" (ICML):
+    the perturbation method of the module docstring, batched. Returns a :class:`WordImportance`
+    (sigma and importance of shape (words,)) for a string, a list of them for a list of strings.
+    Raises ValueError naming the setting for a value that is not allowed, for an empty list or a text
+    without words or longer than the model's context; TypeError for a text that is not a string.
 
     steps, samples, lr: Adam steps, noise samples per step (one batch), learning rate; it decays
         (cosine) to ``final_lr_ratio`` x lr by the last step.
@@ -503,161 +347,250 @@ class _Settling:
         return [b for b in texts_on if worst[b] < self.tol]
 
 
-def _search(lm, splits: list[WordSplit], s: ImportanceSettings, scale: float, r2, max_rows: int,
-            record_every, progress: bool, stored: dict) -> list[WordImportance]:
-    """Optimise sigma for a group of texts at once (one Adam over all their rho)."""
-    from tqdm.auto import tqdm
+@dataclass
+class _Problem:
+    """A group of texts made ready for the search (the set-up): fixed while sigma is optimised.
 
-    t0 = time.perf_counter()
+    Units are the words (or pieces) of all texts numbered globally; ``first[b]`` is text b's first
+    unit, and unit ``total`` is a dummy with sigma 0 that BOS and padding positions point at.
+    """
+
+    splits: list[WordSplit]
+    lengths: list[int]  # positions per row (BOS included)
+    x: torch.Tensor  # (n, width, D) input embeddings
+    mask: torch.Tensor  # (n, width) attention mask
+    last: torch.Tensor  # (n,) position explained in each row
+    unit_of: torch.Tensor  # (n, width) position -> global unit
+    owner: torch.Tensor  # (total,) unit -> text
+    first: np.ndarray  # (n + 1,) unit offsets
+    target: torch.Tensor  # (n, out) Phi(x), computed once
+    norm: torch.Tensor  # (n, out) r^2 per output dimension
+    probs: torch.Tensor  # (n, vocab) next-piece distribution of the clean text
+    weight: torch.Tensor  # (n,) units per text
+    generators: list[torch.Generator]  # one noise stream per text
+
+    @property
+    def n(self) -> int:
+        return len(self.splits)
+
+    @property
+    def total(self) -> int:
+        return int(self.first[-1])
+
+
+def _set_up(lm: LM, splits: list[WordSplit], s: ImportanceSettings, r2) -> _Problem:
+    """Pad the texts into one batch, map positions to units and compute Phi(x) and r^2 once."""
     model, device = lm.model, lm.device
     n = len(splits)
     rows = [([bos_id(lm.tokenizer)] if s.bos else []) + list(sp.input_ids) for sp in splits]
     ids, mask, last = right_pad(rows, pad_id(lm.tokenizer), device)
-    width = ids.shape[1]
     shift = int(s.bos)
-
-    # token position -> global unit index; BOS and padding point at a dummy unit with sigma 0
     n_units = [sp.n_words for sp in splits]
     first = np.cumsum([0] + n_units)
     total = int(first[-1])
-    unit_of = torch.full((n, width), total, dtype=torch.long)
+    unit_of = torch.full((n, ids.shape[1]), total, dtype=torch.long)
     for b, sp in enumerate(splits):
         unit_of[b, shift:shift + sp.n_tokens] = torch.tensor(sp.token_to_word, dtype=torch.long) + int(first[b])
-    unit_of = unit_of.to(device)
-    owner = torch.repeat_interleave(torch.arange(n), torch.tensor(n_units)).to(device)  # unit -> text
-
+    owner = torch.repeat_interleave(torch.arange(n), torch.tensor(n_units)).to(device)
     generators = []
     for sp in splits:
         gen = torch.Generator(device=device)
         gen.manual_seed(text_seed(s.seed, sp.text))
         generators.append(gen)
+    with torch.no_grad():
+        x = model.get_input_embeddings()(ids).detach()  # (n, width, D)
+        hidden = last_hidden(model, x, last, mask)
+        logits = model.get_output_embeddings()(hidden).float()
+        target = logits if s.output == "logits" else hidden.float()
+        probs = torch.softmax(logits, dim=-1)
+    norm = (r2.unsqueeze(0).expand(n, -1) if r2 is not None
+            else target.pow(2).mean(dim=1, keepdim=True).clamp_min(1e-12).expand_as(target))
+    weight = torch.zeros(n, device=device).index_add_(0, owner, torch.ones(total, device=device))
+    return _Problem(splits=splits, lengths=[len(r) for r in rows], x=x, mask=mask, last=last,
+                    unit_of=unit_of.to(device), owner=owner, first=first, target=target, norm=norm, probs=probs,
+                    weight=weight, generators=generators)
+
+
+@dataclass
+class _Active:
+    """The texts still being optimised and their rows (each text repeated once per noise sample)."""
+
+    texts: list[int]
+    units: torch.Tensor  # (total,) bool: unit belongs to a running text
+    on: torch.Tensor  # (n,) bool: text is running
+    rows: types.SimpleNamespace  # the problem's per-row tensors, gathered for the running texts
+
+
+def _gather(p: _Problem, active: list[bool], k: int) -> _Active:
+    """Gather the rows of the running texts anew (a settled text then costs nothing)."""
+    device = p.x.device
+    texts = [b for b in range(p.n) if active[b]]
+    text_rows = torch.tensor(texts, device=device).repeat_interleave(k)
+    units = torch.tensor([active[int(o)] for o in p.owner.tolist()], device=device)
+    on = torch.zeros(p.n, dtype=torch.bool, device=device)
+    on[texts] = True
+    return _Active(texts=texts, units=units, on=on, rows=types.SimpleNamespace(
+        text=text_rows, x=p.x[text_rows], mask=p.mask[text_rows], last=p.last[text_rows],
+        unit=p.unit_of[text_rows], target=p.target[text_rows], norm=p.norm[text_rows]))
+
+
+def _noise(p: _Problem, act: _Active, k: int) -> torch.Tensor:
+    """(running texts x k, width, D) standard normal noise; each text draws from its own generator,
+    so its noise does not depend on which other texts share the batch."""
+    width, dim = p.x.shape[1], p.x.shape[2]
+    noise = torch.zeros((len(act.texts), k, width, dim), device=p.x.device, dtype=p.x.dtype)
+    for j, b in enumerate(act.texts):
+        noise[j, :, :p.lengths[b]] = torch.randn((k, p.lengths[b], dim), generator=p.generators[b],
+                                                 device=p.x.device, dtype=p.x.dtype)
+    return noise.view(len(act.texts) * k, width, dim)
+
+
+def _step(model, p: _Problem, act: _Active, rho: torch.Tensor, optimiser, schedule, s: ImportanceSettings,
+          scale: float, max_rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimisation step for the running texts: K noise samples each, the loss and its gradient,
+    one Adam step. Returns (loss per text (n,), rho before the step)."""
     k = s.samples
+    x, r = p.x, act.rows
+    rows_on = len(act.texts) * k
+    noise = _noise(p, act, k)
+    zero = torch.zeros(1, device=x.device)
+    optimiser.zero_grad(set_to_none=True)
+    fit = torch.zeros(p.n, device=x.device)
+    for a in range(0, rows_on, max_rows):  # chunks bound the memory; gradients accumulate
+        z = slice(a, min(a + max_rows, rows_on))
+        sigma_tok = torch.cat([scale * torch.sigmoid(rho), zero])[r.unit[z]]
+        x_tilde = r.x[z] + sigma_tok.unsqueeze(-1).to(x.dtype) * noise[z]
+        out = phi(model, x_tilde, r.last[z], r.mask[z], s.output)
+        per_row = ((out - r.target[z]).pow(2) / r.norm[z]).mean(dim=1) / k
+        per_row.sum().backward()
+        fit.index_add_(0, r.text[z], per_row.detach())
+    log_sigma = math.log(scale) + torch.nn.functional.logsigmoid(rho)  # stable for very negative rho
+    entropy = torch.zeros(p.n, device=x.device).index_add_(0, p.owner, log_sigma * act.units) / p.weight
+    (-s.rate * entropy.sum()).backward()
+    held = rho.detach().clone()
+    optimiser.step()
+    with torch.no_grad():  # Adam's momentum must not move the sigma of a text that has stopped
+        rho.copy_(torch.where(act.units, rho, held))
+    schedule.step()
+    return fit - s.rate * entropy.detach(), held
 
-    rho = torch.full((total,), math.log(s.init / (1 - s.init)), device=device, requires_grad=True)
-    optimiser = torch.optim.Adam([rho], lr=s.lr)
-    # cosine decay: big steps while sigma travels, small ones so that it settles (and the kept best is stable)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimiser, lambda t: s.final_lr_ratio + (1 - s.final_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t / s.steps)))
-    best_loss = torch.full((n,), float("inf"), device=device)
-    best_rho = rho.detach().clone()
-    best_step = torch.zeros(n, dtype=torch.long, device=device)
-    # "keep the best sigma" judged on smoothed values: one step's loss is a noisy estimate, and a
-    # lucky draw would otherwise pin an early, unconverged sigma as "best" for good
-    ema_loss = torch.zeros(n, device=device)
-    ema_rho = torch.zeros(total, device=device)
-    trace = torch.zeros((s.steps, n), device=device)  # stays on the device: no sync per step
-    snapshots, snap_steps, snap_times = [], [], []
-    zero = torch.zeros(1, device=device)
 
-    with frozen(model):
-        embed = model.get_input_embeddings()
-        with torch.no_grad():
-            x = embed(ids).detach()  # (n, width, D)
-            hidden = last_hidden(model, x, last, mask)
-            logits = model.get_output_embeddings()(hidden).float()
-            target = logits if s.output == "logits" else hidden.float()  # Phi(x): computed once
-            probs = torch.softmax(logits, dim=-1)
-        norm = (r2.unsqueeze(0).expand(n, -1) if r2 is not None
-                else target.pow(2).mean(dim=1, keepdim=True).clamp_min(1e-12).expand_as(target))
-        dim = x.shape[-1]
-        weight = torch.zeros(n, device=device).index_add_(0, owner, torch.ones(total, device=device))
+class _Best:
+    """The best sigma so far of every text, judged on smoothed values: one step's loss is a noisy
+    estimate, and a lucky draw would otherwise pin an early, unconverged sigma as "best" for good.
+    Loss and rho are exponential moving averages (factor ``smoothing``, debiased like Adam's)."""
 
-        # texts stop one by one (see stop_tol); the rows of the texts still running are gathered anew
-        # whenever one stops, so a settled text costs nothing from then on
-        active = [True] * n
-        steps_run = [s.steps] * n
-        watch = _Settling(s.stop_tol, s.patience, first) if s.stop_tol is not None else None
+    def __init__(self, p: _Problem, rho: torch.Tensor, smoothing: float):
+        device = rho.device
+        self.owner, self.smoothing = p.owner, smoothing
+        self.loss = torch.full((p.n,), float("inf"), device=device)
+        self.rho = rho.detach().clone()
+        self.step = torch.zeros(p.n, dtype=torch.long, device=device)
+        self.ema_loss = torch.zeros(p.n, device=device)
+        self.ema_rho = torch.zeros_like(self.rho)
+        self.debias = 1.0
 
-        def gather():
-            texts_on = [b for b in range(n) if active[b]]
-            text_rows = torch.tensor(texts_on, device=device).repeat_interleave(k)
-            units_on = torch.tensor([active[int(o)] for o in owner.tolist()], device=device)
-            return texts_on, units_on, types.SimpleNamespace(
-                text=text_rows, x=x[text_rows], mask=mask[text_rows], last=last[text_rows],
-                unit=unit_of[text_rows], target=target[text_rows], norm=norm[text_rows])
+    def update(self, step: int, loss: torch.Tensor, rho: torch.Tensor, act: _Active) -> None:
+        c = self.smoothing
+        self.ema_loss = torch.where(act.on, self.ema_loss * c + (1 - c) * loss, self.ema_loss)
+        self.ema_rho = torch.where(act.units, self.ema_rho * c + (1 - c) * rho, self.ema_rho)
+        self.debias = 1 - c ** (step + 1)
+        smooth = self.ema_loss / self.debias
+        better = (smooth < self.loss) & act.on  # keep the sigma with each text's lowest (smoothed) loss
+        self.loss = torch.where(better, smooth, self.loss)
+        self.step = torch.where(better, torch.full_like(self.step, step), self.step)
+        self.rho = torch.where(better[self.owner], self.ema_rho / self.debias, self.rho)
 
-        texts_on, units_on, on_rows = gather()
-        bar = tqdm(range(s.steps), desc=f"word importance ({n} text{'s' if n > 1 else ''})", disable=not progress,
-                   leave=False)
+    def kept_log_sigma(self) -> torch.Tensor:
+        return torch.nn.functional.logsigmoid(self.rho)
+
+    def current_log_sigma(self) -> torch.Tensor:
+        return torch.nn.functional.logsigmoid(self.ema_rho / self.debias)
+
+
+class _Recorder:
+    """The kept sigma every ``every`` steps (``WordImportance.sigma_trace``), when asked for."""
+
+    def __init__(self, every: int | None, scale: float, t0: float):
+        self.every, self.scale, self.t0 = every, scale, t0
+        self.sigmas, self.steps, self.times = [], [], []
+
+    def maybe(self, done: int, best: _Best, last: bool = False) -> None:
+        if not self.every or self.steps[-1:] == [done] or not (done % self.every == 0 or last):
+            return
+        self.sigmas.append((self.scale * torch.sigmoid(best.rho)).cpu().numpy())
+        self.steps.append(done)
+        self.times.append(time.perf_counter() - self.t0)
+
+    def for_text(self, sl: slice) -> dict:
+        if not self.sigmas:
+            return {"sigma_trace": None, "trace_steps": None, "trace_seconds": None}
+        return {"sigma_trace": np.stack([snap[sl] for snap in self.sigmas]), "trace_steps": np.array(self.steps),
+                "trace_seconds": np.array(self.times)}
+
+
+def _search(lm: LM, splits: list[WordSplit], s: ImportanceSettings, scale: float, r2, max_rows: int,
+            record_every, progress: bool, stored: dict) -> list[WordImportance]:
+    """Optimise sigma for a group of texts at once (one Adam over all their rho)."""
+    from tqdm.auto import tqdm
+
+    t0 = time.perf_counter()
+    with frozen(lm.model):
+        p = _set_up(lm, splits, s, r2)
+        rho = torch.full((p.total,), math.log(s.init / (1 - s.init)), device=lm.device, requires_grad=True)
+        optimiser = torch.optim.Adam([rho], lr=s.lr)
+        # cosine decay: big steps while sigma travels, small ones so that it settles (and the kept best is stable)
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda t: s.final_lr_ratio + (
+            1 - s.final_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t / s.steps)))
+        best, record = _Best(p, rho, s.smoothing), _Recorder(record_every, scale, t0)
+        trace = torch.zeros((s.steps, p.n), device=lm.device)  # stays on the device: no sync per step
+        # texts stop one by one (see stop_tol), and their rows leave the batch
+        active, steps_run = [True] * p.n, [s.steps] * p.n
+        watch = _Settling(s.stop_tol, s.patience, p.first) if s.stop_tol is not None else None
+        act = _gather(p, active, s.samples)
+        bar = tqdm(range(s.steps), desc=f"word importance ({p.n} text{'s' if p.n > 1 else ''})",
+                   disable=not progress, leave=False)
         for step in bar:
-            rows_on = len(texts_on) * k
-            noise = torch.zeros((len(texts_on), k, width, dim), device=device, dtype=x.dtype)
-            for j, b in enumerate(texts_on):  # per text: independent of the batch
-                noise[j, :, :len(rows[b])] = torch.randn((k, len(rows[b]), dim), generator=generators[b],
-                                                         device=device, dtype=x.dtype)
-            noise = noise.view(rows_on, width, dim)
-            optimiser.zero_grad(set_to_none=True)
-            fit = torch.zeros(n, device=device)
-            for a in range(0, rows_on, max_rows):  # chunks bound the memory; gradients accumulate
-                z = slice(a, min(a + max_rows, rows_on))
-                sigma_tok = torch.cat([scale * torch.sigmoid(rho), zero])[on_rows.unit[z]]
-                x_tilde = on_rows.x[z] + sigma_tok.unsqueeze(-1).to(x.dtype) * noise[z]
-                out = phi(model, x_tilde, on_rows.last[z], on_rows.mask[z], s.output)
-                per_row = ((out - on_rows.target[z]).pow(2) / on_rows.norm[z]).mean(dim=1) / k
-                per_row.sum().backward()
-                fit.index_add_(0, on_rows.text[z], per_row.detach())
-            log_sigma = math.log(scale) + torch.nn.functional.logsigmoid(rho)  # stable for very negative rho
-            entropy = torch.zeros(n, device=device).index_add_(0, owner, log_sigma * units_on) / weight
-            (-s.rate * entropy.sum()).backward()
-            loss = fit - s.rate * entropy.detach()
-            on = torch.zeros(n, dtype=torch.bool, device=device)
-            on[texts_on] = True
-            ema_loss = torch.where(on, ema_loss * s.smoothing + (1 - s.smoothing) * loss, ema_loss)
-            ema_rho = torch.where(units_on, ema_rho * s.smoothing + (1 - s.smoothing) * rho.detach(), ema_rho)
-            debias = 1 - s.smoothing ** (step + 1)
-            smooth = ema_loss / debias
-            better = (smooth < best_loss) & on  # keep the sigma with each text's lowest (smoothed) loss
-            best_loss = torch.where(better, smooth, best_loss)
-            best_step = torch.where(better, torch.full_like(best_step, step), best_step)
-            best_rho = torch.where(better[owner], ema_rho / debias, best_rho)
-            held = rho.detach().clone()
-            optimiser.step()
-            with torch.no_grad():  # Adam's momentum must not move the sigma of a text that has stopped
-                rho.copy_(torch.where(units_on, rho, held))
-            schedule.step()
+            loss, before = _step(lm.model, p, act, rho, optimiser, schedule, s, scale, max_rows)
+            best.update(step, loss, before, act)
             trace[step] = loss
-            if record_every and ((step + 1) % record_every == 0 or step + 1 == s.steps):
-                snapshots.append((scale * torch.sigmoid(best_rho)).cpu().numpy())
-                snap_steps.append(step + 1)
-                snap_times.append(time.perf_counter() - t0)
+            record.maybe(step + 1, best, last=step + 1 == s.steps)
             if progress and step % 10 == 0:
-                bar.set_postfix(loss=f"{float(loss[texts_on].mean()):.4f}")
-            if watch is not None and step + 1 < s.steps:
-                settled = watch.settled(step + 1, torch.nn.functional.logsigmoid(best_rho),
-                                        torch.nn.functional.logsigmoid(ema_rho / debias), texts_on)
-                for b in settled:
-                    active[b], steps_run[b] = False, step + 1
-                if settled and not any(active):
-                    if record_every and snap_steps[-1:] != [step + 1]:
-                        snapshots.append((scale * torch.sigmoid(best_rho)).cpu().numpy())
-                        snap_steps.append(step + 1)
-                        snap_times.append(time.perf_counter() - t0)
-                    break
-                if settled:
-                    texts_on, units_on, on_rows = gather()
+                bar.set_postfix(loss=f"{float(loss[act.texts].mean()):.4f}")
+            if watch is None or step + 1 == s.steps:
+                continue
+            settled = watch.settled(step + 1, best.kept_log_sigma(), best.current_log_sigma(), act.texts)
+            for b in settled:
+                active[b], steps_run[b] = False, step + 1
+            if settled and not any(active):
+                record.maybe(step + 1, best, last=True)
+                break
+            if settled:
+                act = _gather(p, active, s.samples)
         bar.close()
+    return _results(lm, p, best, trace, steps_run, record, (time.perf_counter() - t0) / p.n, scale, stored)
 
-    seconds = (time.perf_counter() - t0) / n
-    sigma_all = (scale * torch.sigmoid(best_rho)).cpu().numpy().astype(np.float64)
+
+def _results(lm: LM, p: _Problem, best: _Best, trace: torch.Tensor, steps_run: list[int], record: _Recorder,
+             seconds: float, scale: float, stored: dict) -> list[WordImportance]:
+    """One :class:`WordImportance` per text from the kept sigma."""
+    sigma_all = (scale * torch.sigmoid(best.rho)).cpu().numpy().astype(np.float64)
     trace_np = trace.cpu().numpy()
     results = []
-    for b, sp in enumerate(splits):
-        sl = slice(int(first[b]), int(first[b + 1]))
+    for b, sp in enumerate(p.splits):
+        sl = slice(int(p.first[b]), int(p.first[b + 1]))
         sigma = sigma_all[sl]
         neg_log = -np.log(sigma)
         spread = neg_log.max() - neg_log.min()
         importance = (neg_log - neg_log.min()) / spread if spread > 1e-12 else np.zeros_like(sigma)
-        top = int(torch.argmax(probs[b]))
+        top = int(torch.argmax(p.probs[b]))
         results.append(WordImportance(
             text=sp.text, words=sp.word_texts(), sigma=sigma, importance=importance,
             pieces=[[lm.tokenizer.decode([sp.input_ids[t]]) for t in w.tokens] for w in sp.words],
             spans=[(w.start, w.end) for w in sp.words], loss_trace=trace_np[:steps_run[b], b].copy(),
-            best_step=int(best_step[b]), best_loss=float(best_loss[b]),
-            prediction=lm.tokenizer.decode([top]), prediction_prob=float(probs[b, top]), settings=dict(stored),
-            seconds=seconds, model_name=str(lm.name),
-            sigma_trace=np.stack([snap[sl] for snap in snapshots]) if snapshots else None,
-            trace_steps=np.array(snap_steps) if snapshots else None,
-            trace_seconds=np.array(snap_times) if snapshots else None, steps_run=steps_run[b]))
+            best_step=int(best.step[b]), best_loss=float(best.loss[b]),
+            prediction=lm.tokenizer.decode([top]), prediction_prob=float(p.probs[b, top]), settings=dict(stored),
+            seconds=seconds, model_name=str(lm.name), steps_run=steps_run[b], **record.for_text(sl)))
     return results
 
 
@@ -674,13 +607,17 @@ class ObjectiveEstimate:
     samples: int
 
 
-def objective(lm, result: WordImportance, sigma=None, *, samples: int = 1024, seed: int = 12345,
+def objective(lm: LM, result: WordImportance, sigma=None, *, samples: int = 1024, seed: int = 12345,
               chunk: int = 256) -> ObjectiveEstimate:
     """Estimate the loss that :func:`word_importance` minimised, at ``result.sigma`` (or at ``sigma``,
-    one value per word of ``result``), with ``samples`` fresh noise draws and the settings of ``result``.
+    one value per word of ``result``, shape (words,)), with ``samples`` fresh noise draws and the
+    settings of ``result``.
 
     The optimiser sees only a few noisy draws per step; this answers "which of two answers is the
     better optimum?" (two starts, two seeds, or gpt2lab against another implementation) on equal terms.
+    ``chunk`` noise samples go through the model per forward pass (memory). Raises TypeError when
+    ``result`` is not a WordImportance, ValueError for a sigma of the wrong shape or not positive, too
+    few samples, or a result that this model's tokenizer splits differently.
     """
     if not isinstance(result, WordImportance):
         raise TypeError(f"result must be a WordImportance from word_importance, got {type(result).__name__}")

@@ -3,9 +3,13 @@ from __future__ import annotations
 
 import html
 import warnings
+from typing import TYPE_CHECKING
 
-from gpt2lab.attention.by_hand import capture_attention
+from gpt2lab.attention.capture import capture_attention
 from gpt2lab.attention.views import check_heads, plot_head
+
+if TYPE_CHECKING:
+    from gpt2lab.loading import LM
 
 __all__ = ["AttentionExplorer", "attention_explorer"]
 
@@ -17,14 +21,14 @@ class AttentionExplorer:
     ``capture`` holds the current AttentionCapture and ``figure`` the last heatmap drawn.
     """
 
-    def __init__(self, lm, text: str = "The cat sat on the mat. The cat sat on the", layer: int = 0,
+    def __init__(self, lm: LM, text: str = "The cat sat on the mat. The cat sat on the", layer: int = 0,
                  head: int | None = 0, max_tokens: int = 48):
         import ipywidgets as widgets
 
         self.lm = lm
         self.max_tokens = max_tokens
         self.capture = capture_attention(lm, text, max_tokens=max_tokens)
-        self.capture._layer_position(layer)
+        self.capture.layer_position(layer)
         if head is not None:
             check_heads(self.capture, head)
         self.figure = None
@@ -86,7 +90,7 @@ class AttentionExplorer:
         display(self.widget)
 
 
-def attention_explorer(lm, text: str = "The cat sat on the mat. The cat sat on the", layer: int = 0,
+def attention_explorer(lm: LM, text: str = "The cat sat on the mat. The cat sat on the", layer: int = 0,
                        head: int | None = 0, max_tokens: int = 48) -> AttentionExplorer:
     """An ipywidgets explorer: text box, layer and head selectors, heatmap of the chosen head."""
     return AttentionExplorer(lm, text=text, layer=layer, head=head, max_tokens=max_tokens)

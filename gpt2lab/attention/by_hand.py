@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 import torch
 
 from gpt2lab.basics.bpe import readable_token
+from gpt2lab.families import UnsupportedModelError, require_gpt2
 
 __all__ = ["check_lm", "DEFAULT_MAX_TOKENS", "token_ids", "readable_tokens", "display_label", "Embeddings",
            "embed_by_hand", "BLOCK_STEPS", "BlockComputation", "layer_norm_by_hand", "gelu_by_hand",
@@ -52,11 +53,13 @@ def check_lm(lm) -> None:
 def _gpt2_parts(lm):
     """The GPT-2 trunk (``transformer``) of ``lm.model``, or a clear error for other architectures."""
     check_lm(lm)
+    tool = "the by-hand computation (block_by_hand, embed_by_hand, forward_by_hand, compare_with_model)"
+    require_gpt2(lm, tool)  # before any work: other families get one sentence naming the supported one
     trunk = getattr(lm.model, "transformer", None)
     blocks = getattr(trunk, "h", None)
     if trunk is None or blocks is None or not hasattr(blocks[0], "attn") or not hasattr(blocks[0].attn, "c_attn"):
-        raise TypeError(f"the by-hand computation follows GPT-2's layout (transformer.h[i].attn.c_attn); "
-                        f"model {type(lm.model).__name__} ({lm.name!r}) does not have it")
+        raise UnsupportedModelError(f"{tool} follows GPT-2's layout (transformer.h[i].attn.c_attn); model "
+                                    f"{type(lm.model).__name__} ({lm.name!r}) does not have it")
     return trunk
 
 
@@ -461,7 +464,10 @@ class AttentionCapture:
     tokens: the tokens as a person reads them (``Ġ`` -> space, ``Ċ`` -> newline); ``labels`` are the
         same with newlines/tabs made visible, for axis labels.
     attention: float32 CPU tensor (layers, heads, query, key); row q of a head is how query token q
-        spreads its attention over keys 0..q (each row sums to 1, future keys are 0).
+        spreads its attention over keys 0..q (each row sums to 1, future keys are 0). ``heads`` counts
+        query heads: with grouped-query attention (Llama, Qwen2, Phi-3: fewer key/value heads than query
+        heads) there is still one map per query head; query heads of one group share their keys, so
+        their maps differ only through their queries.
     layers: the model layer each entry of the first axis comes from.
     truncated_from: the text's full token count when only the first ``max_tokens`` were kept.
     """
@@ -528,6 +534,8 @@ def capture_attention(lm, text, layers=None, max_tokens: int | None = DEFAULT_MA
     max_tokens: longer texts are cut to their first ``max_tokens`` tokens, with a warning saying so
         (attention takes tokens^2 memory per head); None means the model's context length.
     The model is switched to eager attention for this one call (other kernels return no weights).
+    Works on every causal LM; with grouped-query attention the capture holds one map per query head
+    (``config.num_attention_heads``), not one per key/value head.
     """
     check_lm(lm)
     context = lm.context_length

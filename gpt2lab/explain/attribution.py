@@ -30,6 +30,7 @@ import math
 import time
 import warnings
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -167,11 +168,14 @@ def _per_word(setup: _Setup, token_scores: torch.Tensor) -> np.ndarray:
 def _captum_input(lm, setup: _Setup):
     from captum.attr import TextTokenInput
 
-    bos_text = lm.tokenizer.decode([setup.context[0]]) if setup.shift else ""
-    inp = TextTokenInput(bos_text + setup.split.text, lm.tokenizer, baselines=setup.blank,
+    # captum re-tokenizes the text with special tokens; hand it gpt2lab's ids instead, so a tokenizer that
+    # adds its own beginning-of-text token (Llama, OPT) does not get a second one
+    ids = torch.tensor([setup.context])
+    given = SimpleNamespace(encode=lambda text, return_tensors=None: ids,
+                            convert_ids_to_tokens=lm.tokenizer.convert_ids_to_tokens)
+    inp = TextTokenInput(setup.split.text, given, baselines=setup.blank,
                          skip_tokens=[setup.context[0]] if setup.shift else None)
-    if tuple(inp.inp_tensor[0].tolist()) != setup.context:
-        raise RuntimeError("captum's tokenization of the text differs from gpt2lab's; cannot compare methods")
+    inp.tokenizer = lm.tokenizer
     mask = torch.tensor([setup.split.token_to_word], device=lm.device)  # pieces of a word move together
     return inp, mask
 
@@ -180,10 +184,20 @@ def _captum_input(lm, setup: _Setup):
 def _quiet_transformers():
     """captum calls the model without an attention mask (there is no padding); transformers would
     warn about that on every call. Also silences captum's notes about display tokens."""
+    from captum.attr._core import llm_attr
     from transformers.utils import logging as hf_logging
 
     previous = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
+    pretty = llm_attr._convert_ids_to_pretty_tokens
+
+    def safe_pretty(ids, tokenizer):  # display labels only; captum indexes past the end on a lone partial byte
+        try:
+            return pretty(ids, tokenizer)
+        except IndexError:
+            return [tokenizer.decode([int(i)]) for i in ids]
+
+    llm_attr._convert_ids_to_pretty_tokens = safe_pretty
     try:
         with warnings.catch_warnings():
             # captum also decodes the target into display tokens, which we do not use; pieces that are
@@ -192,6 +206,7 @@ def _quiet_transformers():
             yield
     finally:
         hf_logging.set_verbosity(previous)
+        llm_attr._convert_ids_to_pretty_tokens = pretty
 
 
 def _captum_scores(lm, setup: _Setup, method: str, *, shapley_samples: int, ig_steps: int, seed: int):

@@ -233,7 +233,9 @@ def test_capture_has_one_map_per_query_head(arch, load_arch):
     lm = load_arch(arch)
     family = FAMILIES[arch]
     text = "To be or not to be, that is the question"
+    kernel = lm.model.config._attn_implementation
     capture = gpt2lab.capture_attention(lm, text)
+    assert lm.model.config._attn_implementation == kernel  # eager for the capture only
     ids = lm.tokenizer(text)["input_ids"]  # as the capture reads it: with the BOS a tokenizer adds itself
     assert capture.token_ids == ids and (ids[0] == lm.tokenizer.bos_token_id) == family.adds_bos
     assert capture.attention.shape == (LAYERS, HEADS, len(ids), len(ids)) and capture.n_heads == HEADS
@@ -247,7 +249,6 @@ def test_capture_has_one_map_per_query_head(arch, load_arch):
         local = capture.layer(1)
         q, k = torch.meshgrid(torch.arange(len(ids)), torch.arange(len(ids)), indexing="ij")
         assert not local[:, q - k >= 8].any() and local[:, (q - k < 8) & (q >= k)].gt(0).all()
-    assert lm.model.config._attn_implementation == ("eager" if arch == "gpt_neo" else "sdpa")  # restored
 
 
 def test_head_statistics(arch, load_arch):
@@ -380,6 +381,10 @@ def test_every_attribution_method_runs_and_shapley_adds_up(arch, load_arch):
     assert cat.text == "cat"
     blanked = [blank if p - 1 in cat.tokens else t for p, t in enumerate(ids)]
     assert res.scores["occlusion"][1] == pytest.approx(logp(ids) - logp(blanked), abs=1e-4)
+    lone_byte = next(i for i in range(len(lm.tokenizer)) if lm.tokenizer.decode([i]) == "\ufffd")
+    partial = gpt2lab.compare_attributions(lm, TEXT, target=lone_byte, methods=attribution.CAPTUM_METHODS,
+                                           shapley_samples=1, ig_steps=4, progress=False)  # half a character
+    assert partial.target_ids == (lone_byte,) and np.isfinite(partial.to_dataframe().values).all()
     deletion = attribution.deletion_curve(lm, res, n_random=3)
     assert set(deletion.areas) == set(attribution.METHODS)
     assert all(abs(curve[0]) < 1e-5 for curve in deletion.curves.values())  # nothing removed yet

@@ -11,7 +11,7 @@ from gpt2lab import files
 from gpt2lab.training import loop as training
 from gpt2lab.training.finetuning import finetune, load_run
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]  # ~25 s for all seven families
 
 # the LoRA target modules each family gets: peft's own defaults, GPT-2's three Conv1D layers, and every
 # linear layer but the output for Phi-3, which peft has no defaults for

@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -74,6 +75,17 @@ def texts_of(lm, prompt, sequences, width) -> list[str]:
 
 
 # ================================================================================ loading
+
+def test_the_matrix_covers_the_documented_families():
+    from gpt2lab.families import TESTED_FAMILIES
+
+    assert list(FAMILIES) == list(TESTED_FAMILIES)
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert "| tool | GPT-2 | GPT-NeoX | Llama | Qwen2 | OPT | GPT-Neo | Phi-3 |" in readme
+    kinds = {(f.positions, f.grouped, f.bos is None, f.adds_bos) for f in FAMILIES.values()}
+    assert {p for p, *_ in kinds} == {"absolute", "rotary"} and any(g for _, g, *_ in kinds)
+    assert any(no_bos for *_, no_bos, _ in kinds) and any(adds for *_, adds in kinds)
+
 
 def test_loads_from_its_folder_in_float32_and_bfloat16(arch, arch_dir, load_arch, dtype):
     from transformers import AutoModelForCausalLM

@@ -36,9 +36,9 @@ def story(tmp_path_factory):
 
 
 def tune(story, folder, tmp_path, **kw):
-    settings = dict(steps=3, run_name="run", checkpoint_dir=tmp_path / "ck", cache_dir=False, block_size=32,
-                    batch_size=2, sample_every=0, eval_max_tokens=200, progress=False, verbose=False, device="cpu",
-                    learning_rate=1e-2)
+    settings = dict(steps=3, run_name="run", checkpoint_dir=tmp_path / "ck", cache_dir=tmp_path / "cache",
+                    block_size=32, batch_size=2, sample_every=0, eval_max_tokens=200, progress=False, verbose=False,
+                    device="cpu", learning_rate=1e-2)
     return finetune(story, str(folder), **{**settings, **kw})
 
 
@@ -67,7 +67,7 @@ def test_finetune_and_resume(arch, arch_dir, load_arch, story, tmp_path):
 
 
 def test_lora_trains_its_target_modules_and_reloads(arch, arch_dir, load_arch, story, tmp_path):
-    result = tune(story, arch_dir, tmp_path, lora={"r": 4, "alpha": 8})
+    result = tune(story, arch_dir, tmp_path, lora=True)
     files = {p.name for p in result.checkpoint.iterdir()}
     assert "adapter_model.safetensors" in files and "model.safetensors" not in files
     adapter = json.loads((result.checkpoint / "adapter_config.json").read_text())

@@ -7,9 +7,8 @@ import json
 import pytest
 import torch
 
-from gpt2lab import files
-from gpt2lab.training import loop as training
-from gpt2lab.training.finetuning import finetune, load_run
+from gpt2lab import files, training
+from gpt2lab.training import finetune, load_run
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]  # ~25 s for all seven families
 

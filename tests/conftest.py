@@ -4,6 +4,8 @@
 * ``gpt2_shaped_lm``: the real 124M GPT-2 configuration with random weights and the real
   tokenizer, saved to disk and loaded through ``gpt2lab.load(dir)`` - real sizes, real BPE;
 * ``embedded_lm``: the Shakespeare GPT-2 shipped in the package.
+
+and, from ``architectures.py``, tiny random models of seven families (``arch_lm``, ``load_arch``, ...).
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from architectures import arch, arch_dir, arch_dirs, arch_lm, load_arch  # noqa: F401 - the seven-family fixtures
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"

@@ -34,6 +34,7 @@ from gpt2lab.attention.capture import (
     given_ids,
     readable_tokens,
 )
+from gpt2lab.families import UnsupportedModelError, require_gpt2
 
 if TYPE_CHECKING:
     from gpt2lab.loading import LM
@@ -50,11 +51,13 @@ __all__ = ["token_ids", "Embeddings", "embed_by_hand", "BLOCK_STEPS", "BlockComp
 def _gpt2_parts(lm: LM):
     """The GPT-2 trunk (``transformer``) of ``lm.model``, or a clear error for other architectures."""
     check_lm(lm)
+    tool = "the by-hand computation (block_by_hand, embed_by_hand, forward_by_hand, compare_with_model)"
+    require_gpt2(lm, tool)  # before any work: other families get one sentence naming the supported one
     trunk = getattr(lm.model, "transformer", None)
     blocks = getattr(trunk, "h", None)
     if trunk is None or blocks is None or not hasattr(blocks[0], "attn") or not hasattr(blocks[0].attn, "c_attn"):
-        raise TypeError(f"the by-hand computation follows GPT-2's layout (transformer.h[i].attn.c_attn); "
-                        f"model {type(lm.model).__name__} ({lm.name!r}) does not have it")
+        raise UnsupportedModelError(f"{tool} follows GPT-2's layout (transformer.h[i].attn.c_attn); model "
+                                    f"{type(lm.model).__name__} ({lm.name!r}) does not have it")
     return trunk
 
 

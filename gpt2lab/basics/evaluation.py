@@ -83,12 +83,14 @@ def score_ids(model, ids: torch.Tensor, block: int, stride: int | None = None, b
 def score_text(lm, text: str, stride: int | None = None, block: int | None = None, batch_size: int = 8,
                progress: bool = False) -> Score:
     """Score ``text`` under ``lm`` (an :class:`gpt2lab.LM`). The first token is conditioned on
-    the end-of-text token, as GPT-2 was trained with, so every character of ``text`` is counted."""
+    the end-of-text token, as GPT-2 was trained with, so every character of ``text`` is counted. Models
+    with their own beginning-of-text token (Llama, OPT, ...) are conditioned on that, once: a tokenizer
+    that adds it by itself is not asked to add it again."""
     if not text:
         raise ValueError("cannot score an empty text")
     block = block or lm.context_length
     bos = bos_id(lm.tokenizer)
-    ids = [bos] + lm.tokenizer(text)["input_ids"]
+    ids = [bos] + lm.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
     nll, tokens = score_ids(lm.model, torch.tensor(ids), block, stride, batch_size, progress)
     return Score(nll=nll, tokens=tokens, chars=len(text))
 

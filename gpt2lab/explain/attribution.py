@@ -35,6 +35,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -218,11 +219,14 @@ def _importance(lm: LM, inp: AttributionInput, options: AttributionOptions) -> n
 def _captum_input(lm: LM, inp: AttributionInput):
     from captum.attr import TextTokenInput
 
-    bos_text = lm.tokenizer.decode([inp.context[0]]) if inp.shift else ""
-    text_input = TextTokenInput(bos_text + inp.split.text, lm.tokenizer, baselines=inp.blank,
+    # captum re-tokenizes the text with special tokens; hand it gpt2lab's ids instead, so a tokenizer that
+    # adds its own beginning-of-text token (Llama, OPT) does not get a second one
+    ids = torch.tensor([inp.context])
+    given = SimpleNamespace(encode=lambda text, return_tensors=None: ids,
+                            convert_ids_to_tokens=lm.tokenizer.convert_ids_to_tokens)
+    text_input = TextTokenInput(inp.split.text, given, baselines=inp.blank,
                                 skip_tokens=[inp.context[0]] if inp.shift else None)
-    if tuple(text_input.inp_tensor[0].tolist()) != inp.context:
-        raise RuntimeError("captum's tokenization of the text differs from gpt2lab's; cannot compare methods")
+    text_input.tokenizer = lm.tokenizer
     mask = torch.tensor([inp.split.token_to_word], device=lm.device)  # pieces of a word move together
     return text_input, mask
 
@@ -231,10 +235,20 @@ def _captum_input(lm: LM, inp: AttributionInput):
 def _quiet_transformers():
     """captum calls the model without an attention mask (there is no padding); transformers would
     warn about that on every call. Also silences captum's notes about display tokens."""
+    from captum.attr._core import llm_attr
     from transformers.utils import logging as hf_logging
 
     previous = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
+    pretty = llm_attr._convert_ids_to_pretty_tokens
+
+    def safe_pretty(ids, tokenizer):  # display labels only; captum indexes past the end on a lone partial byte
+        try:
+            return pretty(ids, tokenizer)
+        except IndexError:
+            return [tokenizer.decode([int(i)]) for i in ids]
+
+    llm_attr._convert_ids_to_pretty_tokens = safe_pretty
     try:
         with warnings.catch_warnings():
             # captum also decodes the target into display tokens, which we do not use; pieces that are
@@ -243,6 +257,7 @@ def _quiet_transformers():
             yield
     finally:
         hf_logging.set_verbosity(previous)
+        llm_attr._convert_ids_to_pretty_tokens = pretty
 
 
 def _captum_perturbation(lm: LM, inp: AttributionInput, algorithm, seed: int, **extra) -> np.ndarray:

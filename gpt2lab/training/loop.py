@@ -356,9 +356,26 @@ def load_checkpoint_weights(model, checkpoint: str | Path) -> None:
         missing, unexpected = load_model(model, str(weights), strict=False)
     except RuntimeError as err:  # torch's size-mismatch report: say which checkpoint, keep torch's detail
         raise ValueError(f"the weights in {checkpoint} do not fit this model: {err}") from err
-    if missing or unexpected:
+    if (missing or unexpected) and not _load_renamed(model, checkpoint):
         raise ValueError(f"the weights in {checkpoint} do not fit this model: missing {sorted(missing)[:5]}, "
                          f"unexpected {sorted(unexpected)[:5]}")
+
+
+def _load_renamed(model, checkpoint: Path) -> bool:
+    """transformers writes some weights under their original names and renames them when loading
+    (GPT-NeoX's ``lm_head`` is saved as ``embed_out``): let it read the checkpoint, then copy every weight
+    over. False when that does not give exactly this model's weights either."""
+    if not hasattr(type(model), "from_pretrained"):
+        return False
+    try:
+        loaded, info = type(model).from_pretrained(checkpoint, config=model.config, output_loading_info=True,
+                                                   dtype=next(model.parameters()).dtype)
+    except (OSError, ValueError, RuntimeError):
+        return False
+    if any(info.get(key) for key in ("missing_keys", "unexpected_keys", "mismatched_keys")):
+        return False
+    model.load_state_dict(loaded.state_dict())
+    return True
 
 
 def _restore_rng(checkpoint: Path) -> None:

@@ -43,14 +43,17 @@ def match_vocab(model, tokenizer) -> None:
                 output.bias[old:] = output.bias[:old].mean()
 
 
-def _lora_targets(model) -> tuple[list[str] | None, bool]:
+def _lora_targets(model) -> tuple[list[str] | str | None, bool]:
     """Default LoRA target modules and whether they store weights transposed (GPT-2's Conv1D)."""
+    from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as PEFT_DEFAULTS
     from transformers.pytorch_utils import Conv1D
 
     names = {name.split(".")[-1] for name, m in model.named_modules() if isinstance(m, Conv1D)}
     if {"c_attn", "c_proj", "c_fc"} <= names:
         return ["c_attn", "c_proj", "c_fc"], True
-    return None, False  # peft knows the usual names of other architectures
+    if getattr(model.config, "model_type", None) in PEFT_DEFAULTS:
+        return None, False  # peft's own defaults for the family (e.g. Llama: q_proj, v_proj)
+    return "all-linear", False  # a family peft has no defaults for (e.g. Phi-3): every linear layer but the output
 
 
 def wrap_lora(model, r: int = 8, alpha: int = 16, dropout: float = 0.05, target_modules=None,

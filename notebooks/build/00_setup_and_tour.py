@@ -75,6 +75,26 @@ Heavy cells (long sweeps, training) ask `gpt2lab.course.scaled(quick=..., full=.
 so one switch scales the whole course and no cell needs editing.
 """)
 
+nb.md("""
+### Beyond GPT-2: loading another model by name
+
+`gpt2lab.load` takes any causal language model on the Hugging Face Hub by its name, and every tool of
+the package works on it: generation, the decoders of notebook 05, attention views, word importance,
+fine-tuning, serving. The test suite checks each tool on seven families: GPT-2, GPT-NeoX (Pythia),
+Llama (SmolLM, TinyLlama), Qwen2, OPT, GPT-Neo and Phi-3. For example (this needs the Hub, so it is
+shown here rather than run):
+
+```python
+pythia = gpt2lab.load("EleutherAI/pythia-70m")        # GPT-NeoX: rotary positions
+smollm = gpt2lab.load("HuggingFaceTB/SmolLM-135M")    # Llama: grouped-query attention
+print(gpt2lab.generate(pythia, "The meaning of life is", mode="greedy", max_length=20))
+```
+
+The course itself is about GPT-2, so a few cells read GPT-2's own settings (`n_layer`, `n_embd`), and
+notebook 03's block recomputed by hand follows GPT-2's layout exactly: on another family it says so in
+one sentence instead of computing anything.
+""")
+
 nb.code("""
 import torch
 from gpt2lab.device import describe

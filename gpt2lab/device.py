@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import time
 from pathlib import Path
 
@@ -105,7 +106,18 @@ def native_bf16(device: str | torch.device = "cpu") -> bool:
     return _cpu_lists_bf16() and _cpu_bf16_is_fast()
 
 
+def _torch_limited_below_bf16() -> bool:
+    """True when the user limits torch's CPU kernels to an instruction set without bf16 (oneDNN's
+    ``ONEDNN_MAX_CPU_ISA``, ATen's ``ATEN_CPU_CAPABILITY``): bf16 is then emulated whatever the CPU has."""
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip().upper()
+    if isa and isa != "ALL" and "BF16" not in isa and "AMX" not in isa and "AVX10" not in isa:
+        return True
+    return os.environ.get("ATEN_CPU_CAPABILITY", "").strip().lower() in ("default", "avx2")
+
+
 def _cpu_lists_bf16() -> bool:
+    if _torch_limited_below_bf16():
+        return False
     cpu = getattr(torch, "cpu", None)
     for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
         check = getattr(cpu, probe, None)

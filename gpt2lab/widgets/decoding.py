@@ -143,7 +143,8 @@ def decoding_explorer(lm, prompt: str = "ROMEO:\n", *, top_n: int = 15, sample_t
 
     def logits_for(text: str):
         if cache.get("prompt") != text:
-            ids = lm.tokenizer(text, add_special_tokens=False)["input_ids"][-(lm.context_length - 1):]
+            # keep the newest tokens that fit (verbose=False: no "indexing errors" warning for what is cut here)
+            ids = lm.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"][-(lm.context_length - 1):]
             if not ids:
                 return None, None
             logits, history = decoding.next_token_logits(lm, (torch.tensor([ids]), None))

@@ -277,6 +277,12 @@ def _settle(lab: LabPage, area, timeout_s: float = 120) -> str:
     return state
 
 
+def select_mode(page, area, mode: str) -> None:
+    """Choose ``mode`` in the widget's first dropdown (a ``<select>``), as a learner picks it."""
+    area.locator(".widget-dropdown select").first.select_option(mode)
+    page.wait_for_timeout(150)
+
+
 def _texts(area, selector: str) -> list[str]:
     return area.locator(selector).all_inner_texts()
 
@@ -357,7 +363,16 @@ def check_decoding_explorer_in_lab(notebook: Path, tmp_path: Path, page, shots: 
         area.screenshot(path=str(lab.shots / "1-explorer-before.png"))
         lab.screenshot("1-page-before")
 
+        # the default mode (sample-top-p) uses top_p alone, so its temperature slider is disabled; pick the
+        # mode that uses temperature, top_k and top_p (as a learner would), then move temperature
         slider = find_slider(page, area, "temperature")
+        assert slider.locator(".noUi-target[disabled]").count() == 1, \
+            "temperature is live in sample-top-p, whose row (the published API) has top_p alone"
+        select_mode(page, area, "sample")
+        before = _settle(lab, area)
+        table_before = _texts(area, ".gpt2lab-distribution")
+        samples_before = _texts(area, ".gpt2lab-samples")
+        assert slider.locator(".noUi-target[disabled]").count() == 0, "temperature is still disabled in 'sample'"
         label = slider.locator(".widget-label").inner_text()
         readouts = move_slider(page, slider, steps=5)
         assert readouts[0] != readouts[1], f"slider {label!r} did not move: {readouts}"

@@ -1,134 +1,16 @@
-"""The from-scratch decoders against transformers: transforms on random inputs, loops token for token."""
+"""The from-scratch decoders against transformers, token for token (the transforms alone: test_transforms.py)."""
 from __future__ import annotations
 
 import contextlib
 
 import pytest
 import torch
-from transformers.generation.logits_process import (
-    NoRepeatNGramLogitsProcessor,
-    RepetitionPenaltyLogitsProcessor,
-    TemperatureLogitsWarper,
-    TopKLogitsWarper,
-    TopPLogitsWarper,
-)
 
 import gpt2lab
-from gpt2lab.generation import decoding
+from gpt2lab.generation import decoding, transforms
 from gpt2lab.generation import pipeline as generation
 from gpt2lab.generation.params import GenerationError, InvalidParameterError
 from gpt2lab.tokens import left_pad
-
-
-# ------------------------------------------------------------------ random inputs with ties and edge values
-def _logit_batches(vocab: int = 40, seed: int = 0):
-    """Batches of scores: continuous, heavily tied (small integers), with -inf entries, huge values,
-    a constant row, and log-probabilities (what beam search transforms)."""
-    g = torch.Generator().manual_seed(seed)
-    yield "normal", torch.randn(4, vocab, generator=g) * 3
-    yield "ties", torch.randint(-2, 3, (5, vocab), generator=g).float()
-    with_inf = torch.randn(3, vocab, generator=g)
-    with_inf[with_inf < -0.5] = -float("inf")
-    yield "-inf", with_inf
-    yield "huge", torch.randn(2, vocab, generator=g) * 1e4
-    yield "constant", torch.full((2, vocab), 1.5)
-    yield "log-probs", torch.log_softmax(torch.randn(3, vocab, generator=g) * 2, dim=-1)
-
-
-def _histories(rows: int, vocab: int, seed: int = 0):
-    """Token histories with many repeats (tiny alphabet), including ids at the vocabulary's edge."""
-    g = torch.Generator().manual_seed(seed)
-    for length in (1, 2, 3, 7, 20):
-        yield torch.randint(0, 4, (rows, length), generator=g)
-    edge = torch.randint(0, vocab, (rows, 12), generator=g)
-    edge[:, 0] = vocab - 1
-    yield edge
-
-
-@pytest.mark.parametrize("temperature", [1e-3, 0.5, 0.7, 1.0, 1.7, 100.0])
-def test_temperature_equals_transformers(temperature):
-    for name, scores in _logit_batches():
-        ours = decoding.apply_temperature(scores, temperature)
-        theirs = TemperatureLogitsWarper(temperature)(None, scores.clone())
-        assert torch.equal(ours, theirs), name
-
-
-@pytest.mark.parametrize("k", [1, 2, 5, 39, 40, 41, 1000])
-@pytest.mark.parametrize("min_keep", [1, 3])
-def test_top_k_equals_transformers(k, min_keep):
-    for name, scores in _logit_batches():
-        ours = decoding.top_k_filter(scores, k, min_keep)
-        theirs = TopKLogitsWarper(k, min_tokens_to_keep=min_keep)(None, scores.clone())
-        assert torch.equal(ours, theirs), (name, k)
-
-
-def test_top_k_keeps_ties_and_zero_means_off():
-    scores = torch.tensor([[3.0, 1.0, 2.0, 2.0, 0.0]])
-    assert torch.isfinite(decoding.top_k_filter(scores, 2)).tolist() == [[True, False, True, True, False]]
-    assert torch.equal(decoding.top_k_filter(scores, 0), scores)
-
-
-@pytest.mark.parametrize("p", [1e-6, 0.1, 0.5, 0.92, 0.999, 1.0])
-@pytest.mark.parametrize("min_keep", [1, 2])
-def test_top_p_equals_transformers(p, min_keep):
-    for name, scores in _logit_batches():
-        ours = decoding.top_p_filter(scores, p, min_keep)
-        theirs = TopPLogitsWarper(p, min_tokens_to_keep=min_keep)(None, scores.clone())
-        assert torch.equal(ours, theirs), (name, p)
-
-
-def test_top_p_keeps_the_smallest_set_reaching_p():
-    probs = torch.tensor([[0.5, 0.3, 0.15, 0.05]])
-    kept = torch.isfinite(decoding.top_p_filter(probs.log(), 0.7)).tolist()
-    assert kept == [[True, True, False, False]]  # 0.5 < 0.7 <= 0.5 + 0.3
-    assert torch.isfinite(decoding.top_p_filter(probs.log(), 0.85)).sum() == 3
-
-
-@pytest.mark.parametrize("penalty", [0.5, 1.0, 1.3, 3.0])
-def test_repetition_penalty_equals_transformers(penalty):
-    for name, scores in _logit_batches():
-        for history in _histories(scores.shape[0], scores.shape[1]):
-            ours = decoding.penalize_repetition(scores, history, penalty)
-            theirs = RepetitionPenaltyLogitsProcessor(penalty)(history, scores.clone())
-            assert torch.equal(ours, theirs), (name, history.shape)
-            # left padding: the first tokens of each row are not counted
-            g = torch.Generator().manual_seed(1)
-            skip = torch.randint(0, history.shape[1] + 1, (scores.shape[0],), generator=g)
-            ours = decoding.penalize_repetition(scores, history, penalty, ignore_before=skip)
-            theirs = RepetitionPenaltyLogitsProcessor(penalty, prompt_ignore_length=skip)(history, scores.clone())
-            assert torch.equal(ours, theirs), (name, "ignore", history.shape)
-
-
-def test_repetition_penalty_moves_seen_tokens_down_whatever_their_sign():
-    scores = torch.tensor([[2.0, -2.0, 1.0]])
-    out = decoding.penalize_repetition(scores, torch.tensor([[0, 1, 1]]), 2.0)
-    assert out.tolist() == [[1.0, -4.0, 1.0]]
-
-
-@pytest.mark.parametrize("n", [1, 2, 3, 4])
-def test_no_repeat_ngram_equals_transformers(n):
-    for name, scores in _logit_batches():
-        for history in _histories(scores.shape[0], scores.shape[1]):
-            ours = decoding.block_repeated_ngrams(scores, history, n)
-            theirs = NoRepeatNGramLogitsProcessor(n)(history, scores.clone())
-            assert torch.equal(ours, theirs), (name, n, history.tolist())
-
-
-def test_no_repeat_ngram_bans_exactly_the_completing_tokens():
-    history = torch.tensor([[5, 6, 7, 5, 6, 8, 5]])  # 2-grams starting with 5: (5,6) twice
-    out = decoding.block_repeated_ngrams(torch.zeros(1, 10), history, 2)
-    assert torch.isinf(out[0]).nonzero().flatten().tolist() == [6]
-    out3 = decoding.block_repeated_ngrams(torch.zeros(1, 10), torch.tensor([[5, 6, 7, 5, 6]]), 3)
-    assert torch.isinf(out3[0]).nonzero().flatten().tolist() == [7]
-
-
-def test_pipeline_order_matches_transformers_and_skips_no_ops():
-    names = [t.name for t in decoding.logit_transforms(sampling=True, temperature=0.7, top_k=5, top_p=0.9,
-                                                        repetition_penalty=1.2, no_repeat_ngram_size=2)]
-    assert names == ["repetition penalty 1.2", "no repeated 2-gram", "temperature 0.7", "top-k 5", "top-p 0.9"]
-    assert decoding.logit_transforms(sampling=True) == []
-    assert [t.name for t in decoding.logit_transforms(sampling=False, temperature=0.5, top_k=3)] == []
-
 
 # ------------------------------------------------------------------ loops against model.generate
 PROMPTS = ["The king is dead", "O", "To be, or not to be: that is the question"]
@@ -424,25 +306,12 @@ def test_padding_does_not_block_the_end_of_a_short_prompt(embedded_lm):
     assert torch.allclose(batch.scores[0][0], alone.scores[0][0], atol=1e-4)
     for n in (1, 2, 3):  # n-grams that start in the padding ban nothing; the rest as without padding
         history = torch.tensor([[0, 0, 0, 5, 6, 5, 6, 5], [5, 6, 5, 6, 5, 6, 5, 6]])
-        padded = decoding.block_repeated_ngrams(torch.zeros(2, 10), history, n, ignore_before=torch.tensor([3, 0]))
-        assert torch.equal(padded[0], decoding.block_repeated_ngrams(torch.zeros(1, 10), history[:1, 3:], n)[0])
-        assert torch.equal(padded[1], decoding.block_repeated_ngrams(torch.zeros(1, 10), history[1:], n)[0])
+        padded = transforms.block_repeated_ngrams(torch.zeros(2, 10), history, n, ignore_before=torch.tensor([3, 0]))
+        assert torch.equal(padded[0], transforms.block_repeated_ngrams(torch.zeros(1, 10), history[:1, 3:], n)[0])
+        assert torch.equal(padded[1], transforms.block_repeated_ngrams(torch.zeros(1, 10), history[1:], n)[0])
 
 
 # ------------------------------------------------------------------ values that scale the logits, at their limits
-def test_temperature_limits_in_the_transform():
-    scores = torch.tensor([[3.0, 1.0, 3.0, -2.0], [0.5, -1.0, 2.0, 2.0]])
-    for tiny in (5e-324, 2e-38, 9.9e-31):  # T -> 0: only the highest score(s) stay, unchanged
-        limit = decoding.apply_temperature(scores, tiny)
-        assert torch.isfinite(limit).tolist() == [[True, False, True, False], [False, False, True, True]]
-        assert torch.equal(torch.softmax(limit, -1)[0], torch.tensor([0.5, 0.0, 0.5, 0.0]))
-    assert torch.equal(decoding.apply_temperature(scores, 1e-30), scores / 1e-30)  # the floor itself divides
-    blocked = scores.masked_fill(scores < 0, -float("inf"))
-    for huge in (1e30, 1e38, 1.7e308):  # T -> infinity: uniform over the allowed tokens, never nan
-        out = torch.softmax(decoding.apply_temperature(blocked, huge), -1)
-        assert not torch.isnan(out).any() and torch.equal(out[0], torch.tensor([0.5, 0.5, 0.5, 0.0]) * 2 / 3)
-
-
 @pytest.mark.parametrize("generate", [gpt2lab.generate, decoding.generate], ids=["transformers", "from scratch"])
 def test_logit_scaling_values_at_their_bounds(tiny_lm, generate):
     prompt = "The sea"

@@ -104,3 +104,50 @@ def test_no_module_imports_another_modules_private_names():
                     and node.attr.startswith("_") and not node.attr.startswith("__")):
                 offences.append(f"{path.name}:{node.lineno}: {node.value.id}.{node.attr}")
     assert not offences, offences
+
+
+MAX_MODULE_LINES = 700
+MAX_FUNCTION_LINES = 120
+
+
+def _size_offences(root) -> list[str]:
+    """Modules over MAX_MODULE_LINES lines and functions or methods (nested ones included) over
+    MAX_FUNCTION_LINES, from ``def`` to the last line of the body, for every ``*.py`` under ``root``."""
+    import ast
+    from pathlib import Path
+
+    offences = []
+    for path in sorted(Path(root).rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        lines = len(text.splitlines())
+        if lines > MAX_MODULE_LINES:
+            offences.append(f"{path.relative_to(root)}: {lines} lines (limit {MAX_MODULE_LINES})")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = node.end_lineno - node.lineno + 1
+                if length > MAX_FUNCTION_LINES:
+                    offences.append(f"{path.relative_to(root)}:{node.lineno} {node.name}(): {length} lines "
+                                    f"(limit {MAX_FUNCTION_LINES})")
+    return offences
+
+
+def test_no_module_over_700_lines_and_no_function_over_120():
+    """The package's size limits: a module a newcomer can read whole, a function that fits on a screen or two."""
+    from pathlib import Path
+
+    assert not _size_offences(Path(gpt2lab.__file__).parent)
+
+
+def test_the_size_check_finds_long_modules_and_long_functions(tmp_path):
+    def statements(count: int, indent: str) -> str:
+        return "".join(f"{indent}x{i} = {i}\n" for i in range(count))
+
+    # a method of def + 120 lines (one too many), a function of exactly 120 lines, a module of 701 lines
+    (tmp_path / "long_function.py").write_text("class A:\n    def method(self):\n"
+                                               + statements(MAX_FUNCTION_LINES, " " * 8))
+    (tmp_path / "fits.py").write_text("def f():\n" + statements(MAX_FUNCTION_LINES - 1, " " * 4))
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "long_module.py").write_text(statements(MAX_MODULE_LINES + 1, ""))
+    assert _size_offences(tmp_path) == [
+        f"long_function.py:2 method(): {MAX_FUNCTION_LINES + 1} lines (limit {MAX_FUNCTION_LINES})",
+        f"sub/long_module.py: {MAX_MODULE_LINES + 1} lines (limit {MAX_MODULE_LINES})"]

@@ -175,14 +175,14 @@ def transformers_call(lm, input_ids, attention_mask, settings: DecodingSettings,
 
     transformers' repetition penalty and n-gram blocker read the left padding of a batch as if it were text
     (the padding is the end-of-text id, so a short prompt could never end). When the batch is padded, those
-    two run as :func:`gpt2lab.generation.decoding.history_processors`, which skips each row's padding, so every
+    two run as :func:`gpt2lab.generation.transforms.history_processors`, which skips each row's padding, so every
     prompt gets what it gets alone.
     """
     kwargs = settings.transformers_kwargs()
     kwargs["num_return_sequences"] = n
     padded = attention_mask is not None and not bool((attention_mask == 1).all())
     if padded and (settings.repetition_penalty != 1.0 or settings.no_repeat_ngram_size > 0):
-        from gpt2lab.generation.decoding import history_processors
+        from gpt2lab.generation.transforms import history_processors
 
         rows_per_prompt = settings.num_beams if settings.strategy == "beam" else n
         kwargs["logits_processor"] = history_processors(attention_mask, rows_per_prompt, settings.repetition_penalty,

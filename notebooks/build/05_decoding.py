@@ -36,9 +36,8 @@ import pandas as pd
 import torch
 
 from gpt2lab import course
-from gpt2lab.generation import decoding
+from gpt2lab.generation import decoding, params, transforms
 from gpt2lab.generation import pipeline as generation
-from gpt2lab.generation import params
 
 pd.set_option("display.precision", 4)
 prompt = "ROMEO:\\nBut soft, what light through yonder window breaks?\\n"
@@ -78,7 +77,7 @@ nb.md("""
 ## 2 · Greedy decoding, from scratch
 
 The simplest strategy: take the likeliest token, append it, repeat. `decoding.greedy` is that loop,
-written out in `gpt2lab/decoding.py` (`_token_loop`, shared with sampling). It feeds the prompt once,
+written out in `gpt2lab/generation/decoding.py` (`_token_loop`, shared with sampling). It feeds the prompt once,
 then one token per step, and stops at `max_new_tokens` or at the end-of-text token.
 
 With `record=True` it keeps, for every step, the top candidates and their probabilities. Below, the
@@ -237,7 +236,7 @@ distribution *after* temperature and top-k.
 
 ## 7 · Checking the transforms against `transformers`
 
-Each transform in `gpt2lab.generation.decoding` is a few lines of plain tensor code. They must give exactly what
+Each transform in `gpt2lab.generation.transforms` is a few lines of plain tensor code. They must give exactly what
 the `transformers` logits processors give; here on random logits with many ties and `-inf` entries:
 """)
 
@@ -250,12 +249,12 @@ scores = torch.randint(-3, 4, (8, 50), generator=g).float()  # small integers: l
 scores[scores == -3] = -float("inf")
 history = torch.randint(0, 6, (8, 15), generator=g)
 checks = {
-    "temperature 0.7": (decoding.apply_temperature(scores, 0.7), TemperatureLogitsWarper(0.7)(history, scores)),
-    "top-k 5": (decoding.top_k_filter(scores, 5), TopKLogitsWarper(5)(history, scores)),
-    "top-p 0.9": (decoding.top_p_filter(scores, 0.9), TopPLogitsWarper(0.9)(history, scores)),
-    "repetition 1.3": (decoding.penalize_repetition(scores, history, 1.3),
+    "temperature 0.7": (transforms.apply_temperature(scores, 0.7), TemperatureLogitsWarper(0.7)(history, scores)),
+    "top-k 5": (transforms.top_k_filter(scores, 5), TopKLogitsWarper(5)(history, scores)),
+    "top-p 0.9": (transforms.top_p_filter(scores, 0.9), TopPLogitsWarper(0.9)(history, scores)),
+    "repetition 1.3": (transforms.penalize_repetition(scores, history, 1.3),
                        RepetitionPenaltyLogitsProcessor(1.3)(history, scores.clone())),
-    "no repeated 2-gram": (decoding.block_repeated_ngrams(scores, history, 2),
+    "no repeated 2-gram": (transforms.block_repeated_ngrams(scores, history, 2),
                            NoRepeatNGramLogitsProcessor(2)(history, scores)),
 }
 pd.DataFrame({"identical": {name: torch.equal(a, b) for name, (a, b) in checks.items()}})
@@ -395,7 +394,7 @@ print(pd.DataFrame(rows))
 nb.exercise("""
 **min-p sampling** keeps the tokens whose probability is at least `min_p` times the probability of the
 likeliest token. Write it as a logit transform `min_p_filter(scores, min_p)` in the style of
-`decoding.top_k_filter`, and check it against `transformers`' `MinPLogitsWarper` on random logits.
+`transforms.top_k_filter`, and check it against `transformers`' `MinPLogitsWarper` on random logits.
 Then count how many tokens it keeps for the contexts of section 6 with `min_p=0.05`.
 """, solution="""
 from transformers.generation.logits_process import MinPLogitsWarper
@@ -426,7 +425,7 @@ nb.summary([
     "Sampling draws from the distribution; temperature reshapes it; top-k keeps a fixed count of tokens, top-p a "
     "fixed probability mass, so the nucleus adapts to how sure the model is.",
     "The repetition penalty and n-gram blocking act on the scores before sampling and directly fight loops.",
-    "Each transform in `gpt2lab.generation.decoding` equals the corresponding `transformers` processor; the greedy and beam "
+    "Each transform in `gpt2lab.generation.transforms` equals the corresponding `transformers` processor; the greedy and beam "
     "loops are token-identical to `model.generate`, and with the same seed so is sampling.",
     "The KV cache turns the quadratic cost of recomputing the whole text at every step into a linear one.",
     "`gpt2lab.generate` validates its parameters, reports the ones a mode ignores, and batches prompts into one "

@@ -5,14 +5,16 @@ import functools
 import os
 import time
 from pathlib import Path
+from typing import Literal, get_args
 
 import torch
 
-__all__ = ["DEVICE_CHOICES", "DTYPE_CHOICES", "DeviceUnavailableError", "pick_device", "pick_dtype",
+__all__ = ["DEVICE_CHOICES", "DType", "DTYPE_CHOICES", "DeviceUnavailableError", "pick_device", "pick_dtype",
            "native_bf16", "autocast_precision", "describe"]
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
-DTYPE_CHOICES = ("auto", "float32", "float16", "bfloat16")
+DType = Literal["auto", "float32", "float16", "bfloat16"]
+DTYPE_CHOICES = get_args(DType)
 
 # Above this many parameters a model in float32 stops fitting comfortably on common GPUs
 # (gpt2-xl has 1.56B), so "auto" switches to half precision on CUDA.
@@ -60,7 +62,7 @@ def pick_device(device: str | torch.device | None = "auto") -> torch.device:
     return torch.device(device)
 
 
-def pick_dtype(dtype: str | torch.dtype | None, device: torch.device, n_params: int | None = None) -> torch.dtype:
+def pick_dtype(dtype: DType | torch.dtype | None, device: torch.device, n_params: int | None = None) -> torch.dtype:
     """Resolve ``dtype``. "auto" means float32 (exact, what the parity tests assume) except for
     models above 1B parameters on CUDA, which get bfloat16 (or float16 on GPUs without bf16)."""
     if isinstance(dtype, torch.dtype):

@@ -16,6 +16,7 @@ import argparse
 import json
 import platform
 from pathlib import Path
+from typing import Literal, get_args
 
 import torch
 
@@ -25,12 +26,14 @@ from gpt2lab.basics.evaluation import score_text
 from gpt2lab.device import native_bf16
 from gpt2lab.training.loop import PackedBlocks, RandomWindows, TrainConfig, load_checkpoint_weights, train
 
-__all__ = ["ARCH", "DROPOUT", "DEFAULT_STEPS", "build_model", "choose_precision", "training_loop_seconds",
+__all__ = ["ARCH", "DROPOUT", "DEFAULT_STEPS", "Precision", "build_model", "choose_precision", "training_loop_seconds",
            "main", "write_model_card"]
 
 ARCH = dict(n_layer=6, n_head=8, n_embd=256, n_positions=256, vocab_size=384)
 DROPOUT = 0.2
 DEFAULT_STEPS = 5000
+# the autocast precision asked for: "auto" picks bf16 only where it runs natively
+Precision = Literal["auto", "bf16", "no"]
 
 
 def build_model(tokenizer, seed: int = 0):
@@ -44,12 +47,12 @@ def build_model(tokenizer, seed: int = 0):
     return GPT2LMHeadModel(config)
 
 
-def choose_precision(choice: str = "auto", device: str = "cpu") -> str:
+def choose_precision(choice: Precision = "auto", device: str = "cpu") -> Literal["bf16", "no"]:
     """The autocast precision of the run ("bf16" or "no"), printed with the reason.
 
     "auto" takes bf16 only where ``device`` runs it natively (``gpt2lab.device.native_bf16``): on a
     CPU that emulates bf16 the recipe would run several times slower than in float32."""
-    if choice not in ("auto", "bf16", "no"):
+    if choice not in get_args(Precision):
         raise ValueError(f"precision must be one of auto, bf16, no; got {choice!r}")
     if choice == "auto":
         native = native_bf16(device)
@@ -95,7 +98,7 @@ def main(argv=None):
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=1337)
     parser.add_argument("--work-dir", default="build/embedded-run-v9", help="checkpoints while training")
-    parser.add_argument("--precision", choices=("auto", "bf16", "no"), default="auto",
+    parser.add_argument("--precision", choices=get_args(Precision), default="auto",
                         help="autocast precision: auto = bf16 where this CPU/GPU runs it natively, else float32 (no)")
     parser.add_argument("--eval-batches", type=int, default=None,
                         help="batches per validation during training (default: the whole held-out split)")

@@ -9,7 +9,12 @@ clear sentence naming the supported family before any work is done, never a shap
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 __all__ = ["TESTED_FAMILIES", "GPT2_FAMILY", "UnsupportedModelError", "model_type", "require_gpt2"]
+
+if TYPE_CHECKING:
+    from gpt2lab.loading import LM
 
 # transformers' model_type -> the family in words (and models people load from it)
 TESTED_FAMILIES = {
@@ -28,13 +33,13 @@ class UnsupportedModelError(TypeError):
     """A tool that only works on some model families was given a model of another family."""
 
 
-def model_type(lm) -> str | None:
+def model_type(lm: LM) -> str | None:
     """transformers' ``model_type`` of ``lm.model`` ("gpt2", "llama", ...), or None when it has no config."""
     config = getattr(getattr(lm, "model", None), "config", None)
     return getattr(config, "model_type", None)
 
 
-def require_gpt2(lm, tool: str) -> None:
+def require_gpt2(lm: LM, tool: str) -> None:
     """Raise :class:`UnsupportedModelError` unless ``lm`` is a GPT-2-family model (``model_type`` "gpt2").
 
     ``tool`` names what refuses (e.g. "block_by_hand"); the message says which families it supports and

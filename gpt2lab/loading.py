@@ -23,11 +23,11 @@ from pathlib import Path
 
 import torch
 
-from gpt2lab.device import describe, pick_device, pick_dtype
+from gpt2lab.device import DType, describe, pick_device, pick_dtype
 
 __all__ = ["EMBEDDED_DIR", "EMBEDDED_DEFAULT", "EMBEDDED_ALIASES", "HUB_GPT2_FAMILY", "DEFAULT_MODEL",
            "ENV_MODEL", "HUB_PROBE_TIMEOUT_S", "ModelNotFoundError", "LM", "embedded_models",
-           "embedded_path", "hub_reachable", "load", "load_default", "from_model"]
+           "embedded_path", "hub_reachable", "load", "load_default", "from_model", "dtype_keyword"]
 
 EMBEDDED_DIR = Path(__file__).parent / "embedded"
 EMBEDDED_DEFAULT = "shakespeare-gpt2"
@@ -223,6 +223,17 @@ def _finish(model, tokenizer, device, name, source, dtype) -> LM:
     return LM(model=model, tokenizer=tokenizer, device=device, name=name, source=source)
 
 
+def dtype_keyword(dtype: torch.dtype) -> dict[str, torch.dtype]:
+    """The keyword under which the installed transformers' ``from_pretrained`` takes the weights' dtype:
+    ``{"dtype": dtype}`` from transformers 4.56 on (huggingface/transformers#39782 renamed it; the old name
+    prints a deprecation warning there), ``{"torch_dtype": dtype}`` before (4.45 hands an unknown ``dtype``
+    to the model's constructor, which raises TypeError)."""
+    import transformers
+
+    release = tuple(int(part) for part in transformers.__version__.split(".")[:2])
+    return {"dtype": dtype} if release >= (4, 56) else {"torch_dtype": dtype}
+
+
 def _load_pretrained(where: str | Path, *, device, dtype, attn_implementation, trust_remote_code,
                      local_files_only: bool, revision: str | None = None):
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
@@ -241,7 +252,7 @@ def _load_pretrained(where: str | Path, *, device, dtype, attn_implementation, t
     hf_logging.disable_progress_bar()
     try:
         model = AutoModelForCausalLM.from_pretrained(
-            where, config=config, dtype=torch_dtype, use_safetensors=True,
+            where, config=config, **dtype_keyword(torch_dtype), use_safetensors=True,
             attn_implementation=attn_implementation, **common)
     finally:
         if bars_were_on:
@@ -259,9 +270,10 @@ def _estimate_params(config) -> int | None:
     return 12 * layers * d * d + vocab * d
 
 
-def load(name: str | os.PathLike | None = None, device: str | torch.device = "auto", dtype="auto", *,
-         attn_implementation: str | None = None, trust_remote_code: bool = False,
-         revision: str | None = None, fallback: bool | None = None, verbose: bool = True) -> LM:
+def load(name: str | os.PathLike | None = None, device: str | torch.device = "auto",
+         dtype: DType | torch.dtype = "auto", *, attn_implementation: str | None = None,
+         trust_remote_code: bool = False, revision: str | None = None, fallback: bool | None = None,
+         verbose: bool = True) -> LM:
     """Load a causal LM by name and return an :class:`LM` ready for generation.
 
     name: embedded model name, local directory or Hub id; ``None`` means the course default
@@ -331,7 +343,7 @@ def load(name: str | os.PathLike | None = None, device: str | torch.device = "au
     return _announce(_finish(model, tok, torch_device, name, "hub", torch_dtype), verbose)
 
 
-def load_default(device: str | torch.device = "auto", dtype="auto", **kwargs) -> LM:
+def load_default(device: str | torch.device = "auto", dtype: DType | torch.dtype = "auto", **kwargs) -> LM:
     """The course's model: ``$GPT2LAB_MODEL``, else ``gpt2``, else (offline) the embedded model."""
     return load(None, device=device, dtype=dtype, **kwargs)
 
@@ -368,7 +380,8 @@ def _available_message() -> str:
             f"or a Hub id such as {', '.join(HUB_GPT2_FAMILY)} when the Hub is reachable.")
 
 
-def from_model(model: torch.nn.Module, tokenizer, name: str = "in-memory", device="auto") -> LM:
+def from_model(model: torch.nn.Module, tokenizer, name: str = "in-memory",
+               device: str | torch.device = "auto") -> LM:
     """Wrap a model and tokenizer you built yourself (e.g. a tiny random GPT2Config model)."""
     torch_device = pick_device(device)
     dtype = next(model.parameters()).dtype

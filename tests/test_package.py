@@ -151,3 +151,19 @@ def test_the_size_check_finds_long_modules_and_long_functions(tmp_path):
     assert _size_offences(tmp_path) == [
         f"long_function.py:2 method(): {MAX_FUNCTION_LINES + 1} lines (limit {MAX_FUNCTION_LINES})",
         f"sub/long_module.py: {MAX_MODULE_LINES + 1} lines (limit {MAX_MODULE_LINES})"]
+
+
+def test_public_functions_that_take_a_model_say_it_is_an_lm():
+    """``lm`` is always a :class:`gpt2lab.LM`; the annotation makes that visible in signatures and help()."""
+    import ast
+    from pathlib import Path
+
+    root = Path(gpt2lab.__file__).parent
+    unannotated = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and not node.name.startswith("_"):
+                for arg in node.args.posonlyargs + node.args.args + node.args.kwonlyargs:
+                    if arg.arg == "lm" and (arg.annotation is None or "LM" not in ast.unparse(arg.annotation)):
+                        unannotated.append(f"{path.relative_to(root)}:{node.lineno} {node.name}")
+    assert not unannotated, unannotated

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from gpt2lab.tokens import bos_id
 
 __all__ = ["Score", "score_ids", "score_text", "perplexity", "bits_per_char"]
+
+if TYPE_CHECKING:
+    from gpt2lab.loading import LM
 
 
 @dataclass
@@ -80,7 +84,7 @@ def score_ids(model, ids: torch.Tensor, block: int, stride: int | None = None, b
     return total, count
 
 
-def score_text(lm, text: str, stride: int | None = None, block: int | None = None, batch_size: int = 8,
+def score_text(lm: LM, text: str, stride: int | None = None, block: int | None = None, batch_size: int = 8,
                progress: bool = False) -> Score:
     """Score ``text`` under ``lm`` (an :class:`gpt2lab.LM`). The first token is conditioned on
     the end-of-text token, as GPT-2 was trained with, so every character of ``text`` is counted. Models
@@ -95,9 +99,9 @@ def score_text(lm, text: str, stride: int | None = None, block: int | None = Non
     return Score(nll=nll, tokens=tokens, chars=len(text))
 
 
-def perplexity(lm, text: str, stride: int | None = None, **kw) -> float:
+def perplexity(lm: LM, text: str, stride: int | None = None, **kw) -> float:
     return score_text(lm, text, stride, **kw).perplexity
 
 
-def bits_per_char(lm, text: str, stride: int | None = None, **kw) -> float:
+def bits_per_char(lm: LM, text: str, stride: int | None = None, **kw) -> float:
     return score_text(lm, text, stride, **kw).bits_per_char

@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import numpy as np
 
-__all__ = ["SMOOTHINGS", "LEVELS", "UNK", "NGramLM"]
+__all__ = ["Smoothing", "Level", "SMOOTHINGS", "LEVELS", "UNK", "NGramLM"]
 
-SMOOTHINGS = ("kneser-ney", "add-k")
-LEVELS = ("char", "token")
+Smoothing = Literal["kneser-ney", "add-k"]
+Level = Literal["char", "token"]
+SMOOTHINGS = get_args(Smoothing)
+LEVELS = get_args(Level)
 UNK = "\u2047"  # stands for characters never seen in training
 
 
@@ -72,8 +75,8 @@ class NGramLM:
     1.0
     """
 
-    def __init__(self, n: int = 3, smoothing: str = "kneser-ney", k: float = 1.0, discount: float | None = None,
-                 level: str = "char", tokenizer=None):
+    def __init__(self, n: int = 3, smoothing: Smoothing = "kneser-ney", k: float = 1.0, discount: float | None = None,
+                 level: Level = "char", tokenizer=None):
         if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
             raise ValueError(f"n must be an integer >= 1, got {n!r}")
         if smoothing not in SMOOTHINGS:

@@ -27,6 +27,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
 from gpt2lab import graphemes
 from gpt2lab.tokens import bos_id
@@ -36,6 +37,9 @@ __all__ = ["POS_CATEGORIES", "PENN_TO_CATEGORY", "ARCHAIC_TAGS", "tokenize", "wo
            "corpus_distinct_n", "repeated_ngram_share", "longest_repeated_span", "symbols", "loop_tail",
            "ends_in_loop", "loop_share", "BLEU_EPSILON", "bleu", "self_bleu", "text_perplexity",
            "REPETITION_METRICS", "repetition_metrics"]
+
+if TYPE_CHECKING:
+    from gpt2lab.loading import LM
 
 POS_CATEGORIES = ("conjunctions", "prepositions", "adjectives", "modals", "nouns", "pronouns", "adverbs",
                   "verbs", "other")
@@ -162,7 +166,7 @@ class POSDistribution:
         total = self.total
         return {c: (self.counts[c] / total if total else 0.0) for c in POS_CATEGORIES}
 
-    def as_series(self, kind: str = "frequency"):
+    def as_series(self, kind: Literal["frequency", "count"] = "frequency"):
         """A pandas Series indexed by category; ``kind`` is "frequency" or "count"."""
         import pandas as pd
 
@@ -417,7 +421,7 @@ def self_bleu(texts: Sequence[str], max_n: int = 4, smooth: bool = True) -> floa
 
 # ------------------------------------------------------------------ perplexity
 
-def text_perplexity(lm, text: str, prompt: str | None = None) -> float:
+def text_perplexity(lm: LM, text: str, prompt: str | None = None) -> float:
     """Perplexity of ``text`` under ``lm``; with ``prompt``, of ``text`` as a continuation of it.
 
     Without a prompt this is :func:`gpt2lab.basics.evaluation.score_text`. With one, the prompt's and the

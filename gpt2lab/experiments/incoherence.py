@@ -40,6 +40,8 @@ __all__ = ["FEATURES", "FEATURE_DIRECTION", "MAD_TO_SD", "MIN_SCALE", "SANE_SETT
 if TYPE_CHECKING:
     import pandas as pd
 
+    from gpt2lab.loading import LM
+
 FEATURES = ("pos_js", "repetition", "loop", "log_perplexity")
 # which direction of each feature is bad: "high", "low" or "both"
 FEATURE_DIRECTION = {"pos_js": "high", "repetition": "high", "loop": "high", "log_perplexity": "both"}
@@ -337,7 +339,7 @@ def evaluate_filter(df, test_seeds: Sequence[int], test_prompts: Sequence, label
         curve=threshold_curve(train_scores, y_train), test_curve=threshold_curve(test_scores, y_test))
 
 
-def labelled_sweep(lm, prompts, seeds, sane: Mapping[str, Mapping] | None = None,
+def labelled_sweep(lm: LM, prompts, seeds, sane: Mapping[str, Mapping] | None = None,
                    degenerate: Mapping[str, Mapping] | None = None, **sweep_kw):
     """Generate and measure a labelled set: every sane and degenerate setting x seeds x prompts.
 

@@ -26,6 +26,7 @@ import json
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gpt2lab import files
 from gpt2lab.experiments import analysis
@@ -36,6 +37,9 @@ __all__ = ["CACHE_VERSION", "DEFAULT_PARAMS", "CLASSIC_SETTINGS", "DEGENERATE_LA
            "add_metrics", "pooled_pos", "summarize", "decoding_comparison", "sonnet_parts",
            "shakespeare_prompts", "plot_pos_by_setting", "plot_pos_comparison", "plot_repetition",
            "plot_decoding_comparison"]
+
+if TYPE_CHECKING:
+    from gpt2lab.loading import LM
 
 CACHE_VERSION = 1
 # Every setting starts from these: continuations only, no n-gram blocking and no repetition penalty
@@ -232,7 +236,7 @@ def _texts_per_prompt(result, n_prompts: int, expected: int) -> list[list[str]]:
 
 # ------------------------------------------------------------------ the sweep
 
-def run_sweep(lm, settings, prompts: Sequence[str] | Mapping[str, str], seeds: Iterable[int] = (0,), *,
+def run_sweep(lm: LM, settings, prompts: Sequence[str] | Mapping[str, str], seeds: Iterable[int] = (0,), *,
               samples: int = 1, defaults: Mapping | None = None, generate_fn: Callable | None = None,
               cache=True, batch_prompts: bool = True, measure: bool = True, perplexity: bool = True,
               reference=None, progress: bool = True):
@@ -328,7 +332,7 @@ def run_sweep(lm, settings, prompts: Sequence[str] | Mapping[str, str], seeds: I
     return df
 
 
-def add_metrics(df, lm=None, reference=None, progress: bool = False):
+def add_metrics(df, lm: LM=None, reference=None, progress: bool = False):
     """Measure every ``text`` of ``df`` and return a copy with the metric columns added.
 
     Always: the repetition metrics of :func:`gpt2lab.experiments.analysis.repetition_metrics`, the POS frequency
@@ -402,7 +406,7 @@ def summarize(df, by: str = "setting"):
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-def decoding_comparison(lm, prompts, seeds=(0, 1, 2), methods: Mapping[str, Mapping] | None = None, *,
+def decoding_comparison(lm: LM, prompts, seeds=(0, 1, 2), methods: Mapping[str, Mapping] | None = None, *,
                         human: Mapping[str, str] | Sequence[str] | None = None, max_length: int = 100,
                         **sweep_kw):
     """A small-scale version of Holtzman et al.'s table: per decoding method, the perplexity of the

@@ -19,6 +19,7 @@ from __future__ import annotations
 import inspect
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -30,6 +31,9 @@ from gpt2lab.tokens import left_pad
 __all__ = ["BEAM_BLOCKED", "ModelRunner", "StepRecord", "BeamStepRecord", "DecodeResult", "greedy", "sample",
            "beam_search", "generate", "NextTokenView", "next_token_logits", "distribution_from_logits",
            "next_token_distribution"]
+
+if TYPE_CHECKING:
+    from gpt2lab.loading import LM
 
 # transformers marks beams that must not be chosen with this large negative score (not -inf, so sums stay finite)
 BEAM_BLOCKED = -1.0e9
@@ -298,7 +302,7 @@ def _token_loop(lm, prompt, max_new_tokens: int, *, sampling: bool, temperature=
                         time.perf_counter() - started, kept_scores)
 
 
-def greedy(lm, prompt, max_new_tokens: int = 20, *, repetition_penalty: float = 1.0, no_repeat_ngram_size: int = 0,
+def greedy(lm: LM, prompt, max_new_tokens: int = 20, *, repetition_penalty: float = 1.0, no_repeat_ngram_size: int = 0,
            use_cache: bool = True, record: bool = False, record_top: int = 10,
            keep_scores: bool = False) -> DecodeResult:
     """Greedy decoding: always take the likeliest next token (after the penalty/blocking transforms).
@@ -313,7 +317,7 @@ def greedy(lm, prompt, max_new_tokens: int = 20, *, repetition_penalty: float = 
                        record_top=record_top, keep_scores=keep_scores)
 
 
-def sample(lm, prompt, max_new_tokens: int = 20, *, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+def sample(lm: LM, prompt, max_new_tokens: int = 20, *, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
            repetition_penalty: float = 1.0, no_repeat_ngram_size: int = 0, num_return_sequences: int = 1,
            seed: int | None = None, use_cache: bool = True, record: bool = False, record_top: int = 10,
            keep_scores: bool = False) -> DecodeResult:
@@ -329,7 +333,7 @@ def sample(lm, prompt, max_new_tokens: int = 20, *, temperature: float = 1.0, to
                            use_cache=use_cache, record=record, record_top=record_top, keep_scores=keep_scores)
 
 
-def beam_search(lm, prompt, max_new_tokens: int = 20, *, num_beams: int = 5, num_return_sequences: int = 1,
+def beam_search(lm: LM, prompt, max_new_tokens: int = 20, *, num_beams: int = 5, num_return_sequences: int = 1,
                 length_penalty: float = 1.0, early_stopping: bool | str = False, repetition_penalty: float = 1.0,
                 no_repeat_ngram_size: int = 0, use_cache: bool = True, record: bool = False,
                 record_item: int = 0) -> DecodeResult:
@@ -470,7 +474,7 @@ def _record_beams(step, item, cand_beam, cand_token, cand_scores, ends, just_fin
 def _decode_call(use_cache: bool):
     """A call with the signature of generation.transformers_call that runs the loops above instead."""
 
-    def call(lm, input_ids, attention_mask, settings: DecodingSettings, n: int, pad_id: int):
+    def call(lm: LM, input_ids, attention_mask, settings: DecodingSettings, n: int, pad_id: int):
         prompt = (input_ids, attention_mask)
         if settings.strategy == "greedy":
             result = greedy(lm, prompt, settings.max_new_tokens, repetition_penalty=settings.repetition_penalty,
@@ -490,7 +494,7 @@ def _decode_call(use_cache: bool):
     return call
 
 
-def generate(lm, prompt_or_prompts=None, *, use_cache: bool = True, params=None, **kwargs):
+def generate(lm: LM, prompt_or_prompts=None, *, use_cache: bool = True, params=None, **kwargs):
     """:func:`gpt2lab.generate` with the from-scratch loops instead of ``model.generate``: same parameters,
     same validation, same output (token for token for greedy and beam; for sampling, same seed -> same
     draws from the same distributions)."""
@@ -534,7 +538,7 @@ class NextTokenView:
         return frame
 
 
-def next_token_logits(lm, prompt: str) -> tuple[torch.Tensor, torch.Tensor]:
+def next_token_logits(lm: LM, prompt: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(logits for the next token as (1, vocab) float32, the prompt's token ids as (1, T))."""
     ids, mask = _as_batch(lm, prompt)
     with torch.no_grad():
@@ -542,7 +546,7 @@ def next_token_logits(lm, prompt: str) -> tuple[torch.Tensor, torch.Tensor]:
     return logits, ids
 
 
-def distribution_from_logits(lm, prompt: str, logits: torch.Tensor, history: torch.Tensor, *, sampling=True,
+def distribution_from_logits(lm: LM, prompt: str, logits: torch.Tensor, history: torch.Tensor, *, sampling=True,
                              temperature=1.0, top_k=0, top_p=1.0, repetition_penalty=1.0,
                              no_repeat_ngram_size=0) -> NextTokenView:
     """Apply the transforms to precomputed logits and keep the distribution after each (cheap: no model call)."""
@@ -554,7 +558,7 @@ def distribution_from_logits(lm, prompt: str, logits: torch.Tensor, history: tor
     return NextTokenView(prompt, [name for name, _ in stages], probs, lm.tokenizer)
 
 
-def next_token_distribution(lm, prompt: str, **settings) -> NextTokenView:
+def next_token_distribution(lm: LM, prompt: str, **settings) -> NextTokenView:
     """The next-token distribution after each transform. Keyword arguments as in
     :func:`gpt2lab.generation.transforms.logit_transforms`
     (``sampling``, ``temperature``, ``top_k``, ``top_p``, ``repetition_penalty``, ``no_repeat_ngram_size``)."""

@@ -23,6 +23,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from tqdm.auto import tqdm
@@ -40,6 +41,9 @@ from gpt2lab.tokens import left_pad
 __all__ = ["warn_ignored", "SAMPLE_DELIM", "IgnoredParameterWarning", "Generations", "PreparedPrompts",
            "resolve_params", "prepare_prompts", "special_tokens", "seeded", "plan_calls",
            "transformers_call", "guarded", "completion_text", "run", "generate", "generate_to_file"]
+
+if TYPE_CHECKING:
+    from gpt2lab.loading import LM
 
 SAMPLE_DELIM = "=" * 20 + "\n"
 
@@ -100,7 +104,7 @@ def resolve_params(prompt_or_prompts=None, params: GenerationParams | None = Non
     return GenerationParams.from_dict(data)
 
 
-def prepare_prompts(lm, params: GenerationParams) -> PreparedPrompts:
+def prepare_prompts(lm: LM, params: GenerationParams) -> PreparedPrompts:
     """Encode the prompts and make sure prompt + max_length fits the model's context (or left-truncate)."""
     texts = params.prompts()
     # verbose=False: a prompt longer than the context is checked (or cut, with fit_context) below, so the
@@ -120,7 +124,7 @@ def prepare_prompts(lm, params: GenerationParams) -> PreparedPrompts:
     return PreparedPrompts(texts, token_ids, dropped)
 
 
-def special_tokens(lm) -> tuple[list[int], int]:
+def special_tokens(lm: LM) -> tuple[list[int], int]:
     """(end-of-text ids the model stops at, the padding id) as ``model.generate`` will use them."""
     config = getattr(lm.model, "generation_config", None)
     eos = getattr(config, "eos_token_id", None) if config is not None else None
@@ -170,7 +174,7 @@ def plan_calls(n_prompts: int, settings: DecodingSettings, batch_size: int | Non
     return [(rows[i:i + batch_size], 1) for i in range(0, total, batch_size)]
 
 
-def transformers_call(lm, input_ids, attention_mask, settings: DecodingSettings, n: int, pad_id: int):
+def transformers_call(lm: LM, input_ids, attention_mask, settings: DecodingSettings, n: int, pad_id: int):
     """One batched ``model.generate`` call with exactly these settings.
 
     transformers' repetition penalty and n-gram blocker read the left padding of a batch as if it were text
@@ -191,7 +195,7 @@ def transformers_call(lm, input_ids, attention_mask, settings: DecodingSettings,
     return lm.model.generate(input_ids=input_ids, attention_mask=attention_mask, pad_token_id=pad_id, **kwargs)
 
 
-def completion_text(lm, new_tokens: list[int], eos_ids: list[int], truncate: str | None) -> str:
+def completion_text(lm: LM, new_tokens: list[int], eos_ids: list[int], truncate: str | None) -> str:
     """Decode generated tokens, stopping at the first end-of-text token, then cut at ``truncate``."""
     for i, token in enumerate(new_tokens):
         if token in eos_ids:
@@ -205,7 +209,7 @@ def completion_text(lm, new_tokens: list[int], eos_ids: list[int], truncate: str
     return text
 
 
-def run(lm, params: GenerationParams, call: Callable, *, progress: bool = False) -> Generations:
+def run(lm: LM, params: GenerationParams, call: Callable, *, progress: bool = False) -> Generations:
     """Validate against the model, batch, call ``call`` per batch and decode. Shared by the transformers
     path (:func:`generate`) and the from-scratch decoders (:func:`gpt2lab.generation.decoding.generate`)."""
     prepared = prepare_prompts(lm, params)
@@ -233,7 +237,7 @@ def run(lm, params: GenerationParams, call: Callable, *, progress: bool = False)
     return out
 
 
-def guarded(call: Callable, lm, input_ids, attention_mask, settings: DecodingSettings, n: int, pad_id: int):
+def guarded(call: Callable, lm: LM, input_ids, attention_mask, settings: DecodingSettings, n: int, pad_id: int):
     """Run one decoding call; a failure of the numbers or of memory becomes a :class:`GenerationError` (one
     clear line, a 422 over HTTP) instead of a torch traceback."""
     try:
@@ -261,7 +265,7 @@ def warn_ignored(params: GenerationParams) -> None:
         warnings.warn(message, IgnoredParameterWarning, stacklevel=3)
 
 
-def generate(lm, prompt_or_prompts=None, *, params: GenerationParams | None = None, progress: bool = False,
+def generate(lm: LM, prompt_or_prompts=None, *, params: GenerationParams | None = None, progress: bool = False,
              **kwargs) -> Generations:
     """Generate text from a prompt (or a list of prompts) with ``model.generate``.
 
@@ -280,7 +284,7 @@ def generate(lm, prompt_or_prompts=None, *, params: GenerationParams | None = No
     return run(lm, params, transformers_call, progress=progress)
 
 
-def generate_to_file(lm, destination: str | os.PathLike = "gpt2_gentext.txt", prompt_or_prompts=None, *,
+def generate_to_file(lm: LM, destination: str | os.PathLike = "gpt2_gentext.txt", prompt_or_prompts=None, *,
                      params: GenerationParams | None = None, sample_delim: str = SAMPLE_DELIM,
                      progress: bool = True, **kwargs) -> Generations:
     """Generate like :func:`generate` and write the texts to ``destination`` (gpt-2-simple's layout: texts

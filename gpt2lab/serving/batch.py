@@ -17,6 +17,7 @@ import json
 import os
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tqdm.auto import tqdm
 
@@ -24,6 +25,9 @@ from gpt2lab.generation import pipeline as generation
 from gpt2lab.generation.params import GenerationParams, InvalidParameterError
 
 __all__ = ["process_line", "run_batch"]
+
+if TYPE_CHECKING:
+    from gpt2lab.loading import LM
 
 
 def _sha256(line: bytes) -> str:
@@ -62,7 +66,7 @@ def _completed(results: Path, requests: list[bytes]) -> int:
     return len(lines)
 
 
-def process_line(lm, number: int, line: bytes) -> dict:
+def process_line(lm: LM, number: int, line: bytes) -> dict:
     """One request line -> one result record (never raises for a bad line)."""
     record: dict = {"line": number}
     try:
@@ -92,7 +96,7 @@ def process_line(lm, number: int, line: bytes) -> dict:
     return record
 
 
-def run_batch(lm, requests, results, *, overwrite: bool = False, progress: bool = True) -> dict:
+def run_batch(lm: LM, requests, results, *, overwrite: bool = False, progress: bool = True) -> dict:
     """Run every request line of ``requests`` (JSONL) and write one record per line to ``results``.
 
     Restartable (see the module docstring). Returns counts: total, skipped (done by an earlier run),

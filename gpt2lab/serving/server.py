@@ -50,6 +50,7 @@ import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
 from starlette.requests import Request  # at module level: FastAPI reads the endpoint's annotations from here
@@ -62,11 +63,15 @@ from gpt2lab.generation.params import (
     parameter_table_markdown,
 )
 
-__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "ServerLimits", "RequestError", "is_loopback",
+__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "LogLevel", "ServerLimits", "RequestError", "is_loopback",
            "host_allowed", "is_json_content_type", "check_limits", "parse_body", "create_app", "read_limited",
            "discard_body", "BackgroundServer", "default_allowed_hosts", "serve_in_background"]
 
+if TYPE_CHECKING:
+    from gpt2lab.loading import LM
+
 DEFAULT_HOST = "127.0.0.1"
+LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]  # uvicorn's levels
 DEFAULT_PORT = 8080
 
 
@@ -185,7 +190,7 @@ def parse_body(body: bytes) -> dict:
     return data
 
 
-def create_app(lm, limits: ServerLimits | None = None, *, allowed_hosts=None):
+def create_app(lm: LM, limits: ServerLimits | None = None, *, allowed_hosts=None):
     """The FastAPI application serving ``lm`` (see the module docstring for the endpoints and the
     concurrency model).
 
@@ -349,7 +354,7 @@ class BackgroundServer:
     port without any race.
     """
 
-    def __init__(self, app, host: str = DEFAULT_HOST, port: int = 0, log_level: str = "warning"):
+    def __init__(self, app, host: str = DEFAULT_HOST, port: int = 0, log_level: LogLevel = "warning"):
         import uvicorn
 
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -401,8 +406,8 @@ def default_allowed_hosts(bind_host: str, allowed_hosts=None) -> tuple[str, ...]
     return () if is_loopback(bind_host) else ("*",)
 
 
-def serve_in_background(lm, host: str = DEFAULT_HOST, port: int = 0, limits: ServerLimits | None = None,
-                        log_level: str = "warning", allowed_hosts=None) -> BackgroundServer:
+def serve_in_background(lm: LM, host: str = DEFAULT_HOST, port: int = 0, limits: ServerLimits | None = None,
+                        log_level: LogLevel = "warning", allowed_hosts=None) -> BackgroundServer:
     """Start the endpoint for ``lm`` on a background thread (port 0 = any free port) and return it.
     ``allowed_hosts``: see :func:`create_app` (default: :func:`default_allowed_hosts`)."""
     app = create_app(lm, limits, allowed_hosts=default_allowed_hosts(host, allowed_hosts))

@@ -18,21 +18,18 @@ import os
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-from gpt2lab.training.reading import BAD_ROWS, FORMATS
+from gpt2lab.training.reading import BadRows, Format
 from gpt2lab.training.runs import DEFAULT_CHECKPOINT_DIR
 from gpt2lab.training.tokenised import START_TOKEN
 
-__all__ = ["MIXED_PRECISION", "DEVICES", "FinetuneOptionError", "FinetuneConfig"]
+__all__ = ["MixedPrecision", "Device", "MIXED_PRECISION", "DEVICES", "FinetuneOptionError", "FinetuneConfig"]
 
-MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
-DEVICES = ("auto", "cpu")
-
-Format = Literal[FORMATS]  # type: ignore[valid-type]
-BadRows = Literal[BAD_ROWS]  # type: ignore[valid-type]
-MixedPrecision = Literal[MIXED_PRECISION]  # type: ignore[valid-type]
-Device = Literal[DEVICES]  # type: ignore[valid-type]
+MixedPrecision = Literal["auto", "no", "bf16", "fp16"]
+Device = Literal["auto", "cpu"]
+MIXED_PRECISION = get_args(MixedPrecision)
+DEVICES = get_args(Device)
 
 
 class FinetuneOptionError(ValueError):

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from gpt2lab.files import TMP_PREFIX, atomic_folder, discard_folder, write_json
+from gpt2lab.loading import dtype_keyword
 
 __all__ = ["CHECKPOINT_PREFIX", "STATE_FILE", "BEST_DIR", "RandomWindows", "PackedBlocks", "collate",
            "sample_indices", "MAX_STORED_ORDER", "TrainConfig", "TrainResult", "lr_at", "list_checkpoints",
@@ -369,7 +370,7 @@ def _load_renamed(model, checkpoint: Path) -> bool:
         return False
     try:
         loaded, info = type(model).from_pretrained(checkpoint, config=model.config, output_loading_info=True,
-                                                   dtype=next(model.parameters()).dtype)
+                                                   **dtype_keyword(next(model.parameters()).dtype))
     except (OSError, ValueError, RuntimeError):
         return False
     if any(info.get(key) for key in ("missing_keys", "unexpected_keys", "mismatched_keys")):

@@ -19,15 +19,17 @@ from __future__ import annotations
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 from gpt2lab import graphemes
 
-__all__ = ["WORD_RE", "LEVELS", "DEFAULT_THRESHOLD", "PASSAGE_CHARS", "NoveltyReport", "NoveltyIndex",
+__all__ = ["WORD_RE", "NoveltyLevel", "LEVELS", "DEFAULT_THRESHOLD", "PASSAGE_CHARS", "NoveltyReport", "NoveltyIndex",
            "novelty"]
 
 # a word (letters/digits) or one punctuation mark or emoji, in whole grapheme clusters (gpt2lab.graphemes)
 WORD_RE = graphemes.compile_pattern(f"{graphemes.WORD_CHAR}+|{graphemes.SYMBOL}")
-LEVELS = ("word", "token")
+NoveltyLevel = Literal["word", "token"]
+LEVELS = get_args(NoveltyLevel)
 DEFAULT_THRESHOLD = 0.1  # more than this fraction of copied n-grams is flagged as memorisation
 PASSAGE_CHARS = 2000  # longer training texts are split into paragraphs to name a nearest passage
 
@@ -113,7 +115,7 @@ class NoveltyIndex:
                 self._where[gram].append(i)
 
     @classmethod
-    def from_data(cls, data, n: int = 8, level: str = "word", tokenizer=None, **read_settings) -> NoveltyIndex:
+    def from_data(cls, data, n: int = 8, level: NoveltyLevel = "word", tokenizer=None, **read_settings) -> NoveltyIndex:
         """Index the training texts of a fine-tuning data file (validation part left out), read with
         the same settings as :func:`gpt2lab.finetune` (see :func:`gpt2lab.training.reading.training_texts`)."""
         from gpt2lab.training.reading import training_texts
@@ -121,7 +123,7 @@ class NoveltyIndex:
         return cls(training_texts(data, **read_settings), n=n, level=level, tokenizer=tokenizer)
 
     @classmethod
-    def from_run(cls, run, n: int = 8, level: str = "word", tokenizer=None, checkpoint_dir="checkpoint"
+    def from_run(cls, run, n: int = 8, level: NoveltyLevel = "word", tokenizer=None, checkpoint_dir="checkpoint"
                  ) -> NoveltyIndex:
         """Index the training texts of a fine-tuning run (its data file and settings from run.json)."""
         from gpt2lab.training.runs import find_checkpoint, read_run
@@ -207,7 +209,7 @@ def _passages(texts: list[str]) -> list[str]:
     return out
 
 
-def novelty(generated: str, training, n: int = 8, level: str = "word", tokenizer=None,
+def novelty(generated: str, training, n: int = 8, level: NoveltyLevel = "word", tokenizer=None,
             threshold: float = DEFAULT_THRESHOLD) -> NoveltyReport:
     """Fraction of ``generated``'s n-grams found verbatim in ``training`` (a :class:`NoveltyIndex`,
     a list of texts or one text) and the nearest training passage. Build the index once with

@@ -24,15 +24,18 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, get_args
 
 import numpy as np
 
-__all__ = ["FORMATS", "BAD_ROWS", "FOLDER_SUFFIXES", "MAX_ISSUES_SHOWN", "DataIssue", "DataError", "SKIP_HINT",
-           "Example", "ReadResult", "detect_format", "read_examples", "data_digest", "split_validation",
-           "training_texts"]
+__all__ = ["Format", "BadRows", "FORMATS", "BAD_ROWS", "FOLDER_SUFFIXES", "MAX_ISSUES_SHOWN", "DataIssue",
+           "DataError", "SKIP_HINT", "Example", "ReadResult", "detect_format", "read_examples", "data_digest",
+           "split_validation", "training_texts"]
 
-FORMATS = ("txt", "csv", "jsonl", "folder")
-BAD_ROWS = ("error", "skip")
+Format = Literal["txt", "csv", "jsonl", "folder"]
+BadRows = Literal["error", "skip"]  # stop at a bad row, or leave it out and list it
+FORMATS = get_args(Format)
+BAD_ROWS = get_args(BadRows)
 FOLDER_SUFFIXES = (".txt",)
 MAX_ISSUES_SHOWN = 10
 
@@ -271,7 +274,7 @@ def _folder_files(path: Path) -> tuple[list[Path], list[str]]:
     return used, ignored
 
 
-def read_examples(data: str | os.PathLike, *, format: str | None = None, line_by_line: bool = False,
+def read_examples(data: str | os.PathLike, *, format: Format | None = None, line_by_line: bool = False,
                   text_field: str | None = None, csv_header: bool = True, encoding: str = "utf-8") -> ReadResult:
     """Read ``data`` into examples. ``issues`` of the result lists every problem found (nothing is
     left out without an issue saying so)."""
@@ -348,7 +351,7 @@ def split_validation(examples: list[Example], val_fraction: float, seed: int
     return train, val, f"{n_val} examples chosen at random (seed {seed})"
 
 
-def training_texts(data, *, format: str | None = None, line_by_line: bool = False, text_field: str | None = None,
+def training_texts(data, *, format: Format | None = None, line_by_line: bool = False, text_field: str | None = None,
                    csv_header: bool = True, encoding: str = "utf-8", val_fraction: float = 0.1, val=None,
                    seed: int = 0) -> list[str]:
     """The texts a fine-tuning run on ``data`` trains on (the validation part left out), read with

@@ -21,8 +21,10 @@ from gpt2lab.training.reading import (
     FOLDER_SUFFIXES,
     MAX_ISSUES_SHOWN,
     SKIP_HINT,
+    BadRows,
     DataError,
     DataIssue,
+    Format,
     data_digest,
     detect_format,
     read_examples,
@@ -151,9 +153,9 @@ def _load_cache(path: Path):
 
 
 
-def prepare_data(data, tokenizer, *, format: str | None = None, line_by_line: bool = False,
+def prepare_data(data, tokenizer, *, format: Format | None = None, line_by_line: bool = False,
                  wrap: bool | None = None, text_field: str | None = None, csv_header: bool = True,
-                 encoding: str = "utf-8", bad_rows: str = "error", val_fraction: float = 0.1, val=None,
+                 encoding: str = "utf-8", bad_rows: BadRows = "error", val_fraction: float = 0.1, val=None,
                  seed: int = 0, start_token: str = START_TOKEN, cache_dir=None, progress: bool = True,
                  write_cache: bool = True) -> FinetuneData:
     """Read, check, split and tokenise ``data`` (formats: see :mod:`gpt2lab.training.reading`).

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import io
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -16,6 +17,9 @@ from gpt2lab.generation import pipeline as generation
 from gpt2lab.generation.params import MODE_PARAMETERS, MODES, GenerationParams, InvalidParameterError, applies
 
 __all__ = ["distribution_html", "summary_text", "distribution_figure", "decoding_explorer"]
+
+if TYPE_CHECKING:
+    from gpt2lab.loading import LM
 
 # which slider belongs to which parameter
 _SLIDER_PARAM = {"temperature": "temperature", "top_k": "top_k", "top_p": "top_p", "num_beams": "num_beams"}
@@ -105,7 +109,7 @@ def distribution_figure(view: decoding.NextTokenView, mode: str, top_k: int, top
     return fig
 
 
-def decoding_explorer(lm, prompt: str = "ROMEO:\n", *, top_n: int = 15, sample_tokens: int = 20,
+def decoding_explorer(lm: LM, prompt: str = "ROMEO:\n", *, top_n: int = 15, sample_tokens: int = 20,
                       n_samples: int = 3, seed: int = 0, live_samples: bool = True):
     """An ipywidgets explorer of decoding settings for ``lm``; display the returned widget.
 

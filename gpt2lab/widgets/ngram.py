@@ -10,7 +10,7 @@ import html
 import math
 from dataclasses import dataclass
 
-from gpt2lab.basics.ngram import SMOOTHINGS, NGramLM
+from gpt2lab.basics.ngram import SMOOTHINGS, Level, NGramLM, Smoothing
 
 __all__ = ["TRAIN_SCORE_CHARS", "NGramReport", "evaluate_ngram", "report_html", "ngram_explorer"]
 
@@ -35,8 +35,8 @@ class NGramReport:
         return "character" if self.level == "char" else "token"
 
 
-def evaluate_ngram(train: str, valid: str, n: int, smoothing: str = "kneser-ney", k: float = 1.0,
-                   level: str = "char", tokenizer=None, sample_length: int = 300, seed: int = 0,
+def evaluate_ngram(train: str, valid: str, n: int, smoothing: Smoothing = "kneser-ney", k: float = 1.0,
+                   level: Level = "char", tokenizer=None, sample_length: int = 300, seed: int = 0,
                    prompt: str = "", model: NGramLM | None = None) -> NGramReport:
     """Fit (unless ``model`` is given) and measure one n-gram model; the numbers the explorer shows."""
     if model is None:
@@ -64,7 +64,7 @@ def report_html(report: NGramReport) -> str:
 
 
 def ngram_explorer(train: str, valid: str, tokenizer=None, max_n: int = 10, sample_length: int = 300,
-                   prompt: str = "", n: int = 3, smoothing: str = "kneser-ney"):
+                   prompt: str = "", n: int = 3, smoothing: Smoothing = "kneser-ney"):
     """A widget: sliders for n, the smoothing and add-k's k (and the level when a ``tokenizer`` is
     given) next to a sample and the held-out bits/char and perplexity of that model.
 

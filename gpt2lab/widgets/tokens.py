@@ -11,12 +11,14 @@ from __future__ import annotations
 import html
 import sys
 from collections.abc import Mapping
+from typing import Literal, get_args
 
-__all__ = ["TOKEN_VIEWS", "in_colab", "tokens_html", "show_tokens", "tokenizer_explorer"]
+__all__ = ["TokenView", "TOKEN_VIEWS", "in_colab", "tokens_html", "show_tokens", "tokenizer_explorer"]
 
 # Soft background colours that stay readable in light and dark themes (text is forced dark).
 _TOKEN_COLOURS = ("#ffd8a8", "#c3fae8", "#d0bfff", "#ffc9c9", "#b2f2bb", "#a5d8ff", "#fcc2d7", "#ffec99")
-TOKEN_VIEWS = ("markers", "text")
+TokenView = Literal["markers", "text"]
+TOKEN_VIEWS = get_args(TokenView)
 
 
 def in_colab() -> bool:
@@ -31,7 +33,7 @@ def _token_strings(tokenizer, ids: list[int], view: str) -> list[str]:
     return [tokenizer.decode([i]) for i in ids]
 
 
-def tokens_html(tokenizer, text: str, view: str = "markers", show_ids: bool = False) -> str:
+def tokens_html(tokenizer, text: str, view: TokenView = "markers", show_ids: bool = False) -> str:
     """HTML that draws ``text`` as the tokens ``tokenizer`` splits it into, one coloured box each.
 
     view: "markers" shows the vocabulary entries as stored (``Ġ`` = space, ``Ċ`` = newline);
@@ -59,7 +61,7 @@ def tokens_html(tokenizer, text: str, view: str = "markers", show_ids: bool = Fa
     return f"<div class='gpt2lab-tokens' style='line-height:2'>{''.join(pieces)}</div>{summary}"
 
 
-def show_tokens(tokenizer, text: str, view: str = "markers", show_ids: bool = False) -> list[str]:
+def show_tokens(tokenizer, text: str, view: TokenView = "markers", show_ids: bool = False) -> list[str]:
     """Display :func:`tokens_html` in the notebook and return the tokens as strings."""
     from IPython.display import HTML, display
 

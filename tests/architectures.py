@@ -77,7 +77,14 @@ def make_tokenizer(family: Family):
         tok.add_special_tokens({"pad_token": "<pad>"})
     if family.adds_bos:
         tok.add_bos_token = True
-        tok.update_post_processor()
+        if hasattr(tok, "update_post_processor"):
+            tok.update_post_processor()
+        else:  # transformers before 5 has no update_post_processor on this tokenizer: set the same BOS template
+            from tokenizers import processors
+
+            bos = tok.bos_token
+            tok.backend_tokenizer.post_processor = processors.TemplateProcessing(
+                single=f"{bos}:0 $A:0", pair=f"{bos}:0 $A:0 {bos}:1 $B:1", special_tokens=[(bos, tok.bos_token_id)])
     tok.model_max_length = CONTEXT
     return tok
 

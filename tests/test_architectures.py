@@ -98,7 +98,7 @@ def test_loads_from_its_folder_in_float32_and_bfloat16(arch, arch_dir, load_arch
     assert lm.model.config.vocab_size == len(lm.tokenizer)
     assert FAMILIES[arch].bos == lm.tokenizer.bos_token
     ids = prompt_ids(lm)
-    reference = AutoModelForCausalLM.from_pretrained(arch_dir, dtype=torch.float32).eval()
+    reference = AutoModelForCausalLM.from_pretrained(arch_dir, **gpt2lab.loading.dtype_keyword(torch.float32)).eval()
     with torch.no_grad():
         expected = reference(ids).logits
         got = lm.model(ids).logits.float()

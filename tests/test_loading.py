@@ -41,6 +41,15 @@ def test_dtype_override(tiny_dir):
     assert lm.dtype == torch.bfloat16
 
 
+@pytest.mark.parametrize("version, keyword", [("4.50.3", "torch_dtype"), ("4.55.4", "torch_dtype"),
+                                              ("4.56.0", "dtype"), ("5.24.0", "dtype"), ("5.0.0rc1", "dtype")])
+def test_dtype_goes_under_the_keyword_the_installed_transformers_takes(monkeypatch, version, keyword):
+    import transformers
+
+    monkeypatch.setattr(transformers, "__version__", version)
+    assert loading.dtype_keyword(torch.float16) == {keyword: torch.float16}
+
+
 def test_pickle_weights_are_refused(tmp_path, gpt2_tokenizer):
     folder = tmp_path / "pickled"
     model = make_tiny_model()

@@ -50,7 +50,7 @@ class ModelRunner:
     sequence again, so step t costs ~t times as much and a whole generation is quadratic in its length.
     Positions and the attention mask are built as ``model.generate`` builds them, so the logits match.
     ``cache_keyword``: the name under which this model's forward takes the cache (``cache`` in transformers
-    5, ``past_key_values`` in 4.x; tested on 4.45.2 and 5.24).
+    5, ``past_key_values`` in 4.x; tested on 4.50.3 and 5.24).
     """
 
     def __init__(self, lm, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, use_cache: bool = True):

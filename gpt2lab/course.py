@@ -17,6 +17,8 @@ SCALES = ("quick", "full")
 
 
 def scale() -> str:
+    """The course's scale: ``$GPT2LAB_SCALE`` ("quick" or "full"), else "full" with a CUDA GPU and "quick"
+    without. Raises ValueError for any other value of the variable."""
     value = os.environ.get(ENV_SCALE)
     if value is None:
         return "full" if torch.cuda.is_available() else "quick"
@@ -31,4 +33,5 @@ def scaled(quick, full):
 
 
 def is_quick() -> bool:
+    """True under the quick scale (see :func:`scale`)."""
     return scale() == "quick"

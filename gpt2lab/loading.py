@@ -173,6 +173,8 @@ def embedded_models() -> list[str]:
 
 
 def embedded_path(name: str = EMBEDDED_DEFAULT) -> Path:
+    """The folder of an embedded model (name or alias). Raises :class:`ModelNotFoundError` naming the embedded
+    models when there is no such model."""
     name = EMBEDDED_ALIASES.get(name, name)
     path = EMBEDDED_DIR / name
     if not (path / "config.json").is_file():

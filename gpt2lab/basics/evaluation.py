@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 
 @dataclass
 class Score:
+    """How well a model predicted one text: its total negative log-likelihood, how many tokens were scored and
+    how many characters the text has; the per-token loss, perplexity and bits per character follow from those."""
+
     nll: float  # total negative log-likelihood, nats
     tokens: int  # tokens scored
     chars: int  # characters of the text
@@ -35,10 +38,13 @@ class Score:
 
     @property
     def perplexity(self) -> float:
+        """exp(loss): as uncertain as a uniform choice among this many tokens (per token, so it depends on the
+        tokenizer)."""
         return math.exp(self.loss)
 
     @property
     def bits_per_char(self) -> float:
+        """Total NLL in bits over the text's characters: comparable across tokenizers."""
         return self.nll / math.log(2) / max(self.chars, 1)
 
 
@@ -89,7 +95,10 @@ def score_text(lm: LM, text: str, stride: int | None = None, block: int | None =
     """Score ``text`` under ``lm`` (an :class:`gpt2lab.LM`). The first token is conditioned on
     the end-of-text token, as GPT-2 was trained with, so every character of ``text`` is counted. Models
     with their own beginning-of-text token (Llama, OPT, ...) are conditioned on that, once: a tokenizer
-    that adds it by itself is not asked to add it again."""
+    that adds it by itself is not asked to add it again.
+
+    stride, block: the sliding window of the module docstring (block defaults to the model's context).
+    Raises ValueError for an empty text or a stride outside [1, block]."""
     if not text:
         raise ValueError("cannot score an empty text")
     block = block or lm.context_length
@@ -100,8 +109,10 @@ def score_text(lm: LM, text: str, stride: int | None = None, block: int | None =
 
 
 def perplexity(lm: LM, text: str, stride: int | None = None, **kw) -> float:
+    """Per-token perplexity of ``text`` under ``lm``: ``score_text(lm, text, stride, **kw).perplexity``."""
     return score_text(lm, text, stride, **kw).perplexity
 
 
 def bits_per_char(lm: LM, text: str, stride: int | None = None, **kw) -> float:
+    """Bits per character of ``text`` under ``lm``: ``score_text(lm, text, stride, **kw).bits_per_char``."""
     return score_text(lm, text, stride, **kw).bits_per_char

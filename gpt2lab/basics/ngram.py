@@ -114,6 +114,8 @@ class NGramLM:
 
     # ------------------------------------------------------------ fitting
     def fit(self, text: str) -> NGramLM:
+        """Count every m-gram of ``text`` (m = 1..n) and return the model itself. Raises ValueError for an
+        empty text."""
         if not isinstance(text, str) or not text:
             raise ValueError("fit() needs a non-empty string of training text")
         if self.level == "char":

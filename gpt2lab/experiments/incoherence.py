@@ -197,6 +197,9 @@ class IncoherenceScorer:
 
 @dataclass(frozen=True)
 class Metrics:
+    """How a filter's flags compare with the labels: precision, recall, F1 and the four counts of the
+    confusion matrix (true/false positives and negatives)."""
+
     precision: float
     recall: float
     f1: float

@@ -260,6 +260,8 @@ def guarded(call: Callable, lm: LM, input_ids, attention_mask, settings: Decodin
 
 
 def warn_ignored(params: GenerationParams) -> None:
+    """Warn (:class:`IgnoredParameterWarning`) about parameters that were set but mean nothing in ``params``'s
+    mode, e.g. ``temperature`` with greedy decoding."""
     message = params.ignored_message()
     if message:
         warnings.warn(message, IgnoredParameterWarning, stacklevel=3)

@@ -20,14 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from gpt2lab.training.loop import Device, MixedPrecision
 from gpt2lab.training.reading import BadRows, Format
 from gpt2lab.training.runs import DEFAULT_CHECKPOINT_DIR
 from gpt2lab.training.tokenised import START_TOKEN
 
-__all__ = ["MixedPrecision", "Device", "MIXED_PRECISION", "DEVICES", "FinetuneOptionError", "FinetuneConfig"]
+__all__ = ["MIXED_PRECISION", "DEVICES", "FinetuneOptionError", "FinetuneConfig"]
 
-MixedPrecision = Literal["auto", "no", "bf16", "fp16"]
-Device = Literal["auto", "cpu"]
 MIXED_PRECISION = get_args(MixedPrecision)
 DEVICES = get_args(Device)
 

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -30,15 +31,17 @@ import torch
 from gpt2lab.files import TMP_PREFIX, atomic_folder, discard_folder, write_json
 from gpt2lab.loading import dtype_keyword
 
-__all__ = ["CHECKPOINT_PREFIX", "STATE_FILE", "BEST_DIR", "RandomWindows", "PackedBlocks", "collate",
-           "sample_indices", "MAX_STORED_ORDER", "TrainConfig", "TrainResult", "lr_at", "list_checkpoints",
-           "latest_checkpoint", "is_peft_model", "save_checkpoint", "save_best", "read_best",
+__all__ = ["CHECKPOINT_PREFIX", "STATE_FILE", "BEST_DIR", "MixedPrecision", "Device", "RandomWindows",
+           "PackedBlocks", "collate", "sample_indices", "MAX_STORED_ORDER", "TrainConfig", "TrainResult", "lr_at",
+           "list_checkpoints", "latest_checkpoint", "is_peft_model", "save_checkpoint", "save_best", "read_best",
            "read_checkpoint_state", "load_checkpoint_weights", "evaluate_loss", "freeze_embeddings",
            "process_batch_indices", "train", "sample_text"]
 
 CHECKPOINT_PREFIX = "checkpoint-"
 STATE_FILE = "trainer_state.json"
 BEST_DIR = "best"  # output_dir/best: the weights with the lowest validation loss (TrainConfig.keep_best)
+MixedPrecision = Literal["auto", "no", "bf16", "fp16"]
+Device = Literal["auto", "cpu"]  # "auto" lets accelerate choose (GPU when there is one); "cpu" forces the CPU
 
 
 # ----------------------------------------------------------------------------- data
@@ -161,6 +164,8 @@ def _epoch_order(n_items: int, seed: int, epoch: int):
 
 @dataclass
 class TrainConfig:
+    """The settings of :func:`train`; :meth:`validate` raises ValueError naming a setting it does not allow."""
+
     max_steps: int = 1000
     batch_size: int = 16  # sequences per micro-batch per process
     grad_accum: int = 1
@@ -179,20 +184,20 @@ class TrainConfig:
     sample_prompt: str = "\n"
     sample_tokens: int = 60
     seed: int = 1337
-    mixed_precision: str = "auto"  # "auto", "no", "bf16", "fp16"
+    mixed_precision: MixedPrecision = "auto"
     freeze_embeddings: bool = False  # gpt-2-simple's only_train_transformer_layers
     log_every: int = 10
     progress: bool = True
-    device: str = "auto"  # "auto" lets accelerate choose (GPU when there is one); "cpu" forces the CPU
+    device: Device = "auto"
 
     def validate(self):
         checks = [("max_steps", self.max_steps >= 1, ">= 1"), ("batch_size", self.batch_size >= 1, ">= 1"),
                   ("grad_accum", self.grad_accum >= 1, ">= 1"), ("learning_rate", self.learning_rate > 0, "> 0"),
                   ("warmup_steps", self.warmup_steps >= 0, ">= 0"), ("keep_last", self.keep_last >= 1, ">= 1"),
                   ("min_lr_ratio", 0 <= self.min_lr_ratio <= 1, "in [0, 1]"),
-                  ("mixed_precision", self.mixed_precision in ("auto", "no", "bf16", "fp16"),
+                  ("mixed_precision", self.mixed_precision in get_args(MixedPrecision),
                    "one of auto, no, bf16, fp16"),
-                  ("device", self.device in ("auto", "cpu"), "'auto' or 'cpu' (use CUDA_VISIBLE_DEVICES or "
+                  ("device", self.device in get_args(Device), "'auto' or 'cpu' (use CUDA_VISIBLE_DEVICES or "
                    "`accelerate launch` to choose GPUs)"),
                   ("log_every", self.log_every >= 1, ">= 1"), ("eval_every", self.eval_every >= 1, ">= 1"),
                   ("checkpoint_every", self.checkpoint_every >= 0, ">= 0 (0: only at the end)"),

@@ -84,6 +84,9 @@ class Example:
 
 @dataclass
 class ReadResult:
+    """What reading a data file gave: the examples, the problems found (by line or file), the files of a folder
+    that were not read, and the CSV header row."""
+
     examples: list  # Example
     issues: list  # DataIssue
     ignored_files: list = field(default_factory=list)  # folder files that are not text files

@@ -296,6 +296,12 @@ ngram_explorer(train, heldout, tokenizer=lm.tokenizer, max_n=10, n=5)
 """)
 
 nb.md("""
+**A task for the explorer.** With Kneser-Ney at the character level, move `n` from 1 to 10 and note the
+held-out bits per character at each: at which `n` is it lowest, and how much worse is `n` = 10? Then
+switch to add-k at that best `n`: how many bits per character does the cruder smoothing cost?
+""")
+
+nb.md("""
 ## Tokens instead of characters
 
 The same counting works on tokens (notebook 02 explains them). A token is a few characters long,

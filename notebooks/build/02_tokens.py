@@ -293,6 +293,10 @@ nb.md("""
 Type any text and switch between GPT-2's tokenizer, the loaded model's tokenizer and the small
 Shakespeare BPE you trained above. *markers* shows vocabulary entries as stored (`Ġ`, `Ċ`);
 *text* shows what each token decodes to (`·` is a space, `↵` a newline).
+
+**A task for the explorer.** Find a word of four or more letters that is one token for GPT-2 but
+several for the loaded model, and one that is several tokens for both. Then type the same word with a
+capital letter and without its leading space: for which tokenizer does it stay one token?
 """)
 
 nb.code("""

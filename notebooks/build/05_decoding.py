@@ -382,6 +382,11 @@ Type a prompt, pick a mode and move the sliders. The table lists the likeliest n
 probability under the model and after the mode's transforms (and whether they survive the cut-offs);
 the chart draws the cut-offs; the continuations below are generated live with the current settings and
 a fixed seed, so what changes when you move a slider is the effect of that slider, not new luck.
+
+**A task for the explorer.** In `sample-top-p` mode, lower `top_p` from 0.92 step by step: find the
+lowest `top_p` at which more than one next token still survives the cut-off after `ROMEO:\\n`, and
+read how the continuations change once only one survives (it is then greedy decoding). Then pick
+`sample` and raise the temperature to 1.5: how many tokens does the same `top_p` keep now?
 """)
 
 nb.code("""

@@ -97,7 +97,9 @@ nb.md("""
 * **Self-BLEU** (Zhu et al. 2018), for a *set* of samples: the BLEU score of each sample against all the
   others, averaged. Near 1: the samples say the same thing; near 0: they are diverse.
 * **perplexity** of a continuation under the model, conditioned on its prompt: how surprised the model is
-  by the text. Loops are unsurprising (very low), word salad very surprising (very high).
+  by the text. The model's *own* loops are unsurprising to it (very low: greedy decoding in the table
+  further down), word salad very surprising (very high). A loop written by hand is another matter: the
+  model has to be surprised by its first round before the repeats become easy.
 """)
 
 nb.code("""
@@ -107,6 +109,15 @@ for name, text in [("Shakespeare", original), ("a loop", loop)]:
     print(f"{name:12s} distinct-1 {m['distinct_1']:.2f}  distinct-2 {m['distinct_2']:.2f}  "
           f"repeated 3-grams {m['repeated_3gram_share']:.2f}  longest repeat {m['longest_repeat']} words  "
           f"loop: {m['ends_in_loop']}  perplexity {analysis.text_perplexity(lm, text, prompt=prompt):.1f}")
+ppl_loop = analysis.text_perplexity(lm, loop, prompt=prompt)
+ppl_original = analysis.text_perplexity(lm, original, prompt=prompt)
+if ppl_loop < ppl_original:
+    print(f"the hand-written loop is less surprising to this model than Shakespeare's lines ({ppl_loop:.1f} "
+          f"against {ppl_original:.1f}): once it has read the first round, the repeats are easy")
+else:
+    print(f"the hand-written loop is more surprising to this model than Shakespeare's lines ({ppl_loop:.1f} "
+          f"against {ppl_original:.1f}): its first round, after a sonnet, is unexpected, and the repeats do not "
+          "make up for it")
 print("Self-BLEU of three different sonnet openings:",
       round(analysis.self_bleu([s.lines[0] + " " + s.lines[1] for s in gpt2lab.data.sonnets()[:3]]), 3))
 print("Self-BLEU of three copies of the loop:       ", round(analysis.self_bleu([loop] * 3), 3))

@@ -38,6 +38,8 @@ def main(argv=None) -> int:
     parser.add_argument("--samples", type=int, default=2, help="texts per prompt, setting and seed (default 2)")
     # 100 tokens are about 40 words with the embedded model (1024-token vocabulary, ~2.4 tokens a word)
     parser.add_argument("--max-length", type=int, default=100, help="new tokens per text (default 100)")
+    parser.add_argument("--all-features", action="store_true",
+                        help="use all four features (default: the subset with the best training-split F1)")
     parser.add_argument("--no-cache", action="store_true", help="generate again even if cached")
     parser.add_argument("--plot", type=Path, help="save the threshold plot to this PNG")
     args = parser.parse_args(argv)
@@ -63,7 +65,8 @@ def main(argv=None) -> int:
     df = pd.concat(parts, ignore_index=True)
     generated = time.perf_counter() - start
 
-    ev = incoherence.evaluate_filter(df, test_seeds=test_seeds, test_prompts=test_prompts)
+    ev = incoherence.evaluate_filter(df, test_seeds=test_seeds, test_prompts=test_prompts,
+                                     select_features=not args.all_features)
     elapsed = time.perf_counter() - start
     print(f"\nmodel {lm.name}: {len(df)} texts of {args.max_length} new tokens "
           f"({int(df['degenerate'].sum())} from degenerate settings), {(~df['cached']).sum()} generated now")

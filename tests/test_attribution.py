@@ -85,6 +85,14 @@ def test_importance_column_matches_word_importance(tiny_lm):
                                        importance_samples=2, progress=False)
     alone = gpt2lab.word_importance(tiny_lm, SENTENCE, steps=5, samples=2, progress=False)
     np.testing.assert_allclose(res.scores["importance"], -np.log(alone.sigma), rtol=1e-6)
+    # the stopping rule is handed on too: a loose one stops the search early, as in word_importance
+    loose = dict(stop_tol=0.5, patience=5)
+    res = gpt2lab.compare_attributions(tiny_lm, SENTENCE, methods=("importance",), importance_steps=60,
+                                       importance_samples=2, importance_stop_tol=0.5, importance_patience=5,
+                                       progress=False)
+    alone = gpt2lab.word_importance(tiny_lm, SENTENCE, steps=60, samples=2, progress=False, **loose)
+    assert alone.steps_run < 60
+    np.testing.assert_allclose(res.scores["importance"], -np.log(alone.sigma), rtol=1e-6)
 
 
 def test_deletion_areas_on_an_additive_model():

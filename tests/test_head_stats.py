@@ -166,3 +166,47 @@ def test_head_stats_on_a_model(tiny_lm):
     only_last = hs.head_stats(tiny_lm, "The cat sat on the mat.", layers=[1], induction_sequences=2)
     assert only_last.layers == [1] and only_last.induction.shape == (1, 2)
     assert only_last.induction[0, 0] == pytest.approx(expected, abs=1e-6)
+
+
+def test_repeated_random_tokens_draw_from_seen_tokens(tiny_lm):
+    text = "the cat sat on the mat " * 6 + "a rare word"
+    seen = hs.seen_tokens(tiny_lm.tokenizer, text=text, min_count=5)
+    # "the" (no space) opens the text only once, so it is not seen
+    assert sorted(tiny_lm.decode([i]) for i in seen) == sorted([" cat", " mat", " on", " sat", " the"])
+    ids, _, _ = hs.repeated_random_tokens(tiny_lm, length=10, n_sequences=2, seed=0, pool=seen)
+    assert set(ids[:, 1:].flatten().tolist()) <= set(seen)
+    # the default pool: tokens occurring at least SEEN_MIN_COUNT times in the course's training text
+    course_seen = set(hs.seen_tokens(tiny_lm.tokenizer))
+    assert 1000 < len(course_seen) < len(tiny_lm.tokenizer) // 2  # GPT-2's vocabulary is mostly unseen there
+    default, _, _ = hs.repeated_random_tokens(tiny_lm, length=10, n_sequences=3, seed=1)
+    assert set(default[:, 1:].flatten().tolist()) <= course_seen
+    everything, _, _ = hs.repeated_random_tokens(tiny_lm, length=10, n_sequences=3, seed=1, pool="all")
+    assert not set(everything[:, 1:].flatten().tolist()) <= course_seen
+    with pytest.raises(ValueError, match="pool must be"):
+        hs.repeated_random_tokens(tiny_lm, length=10, pool="unseen")
+    with pytest.raises(ValueError, match="the pool is empty"):
+        hs.repeated_random_tokens(tiny_lm, length=10, pool=[tiny_lm.tokenizer.eos_token_id])
+
+
+def test_uniform_baselines_match_an_even_head():
+    base = hs.uniform_baselines(4, induction_length=3)
+    # rows 1..3 of an even 4x4 causal head: 1/2, 1/3, 1/4 on the first and on the previous token
+    assert base["first_token"] == pytest.approx((1 / 2 + 1 / 3 + 1 / 4) / 3)
+    assert base["previous_token"] == pytest.approx(base["first_token"])
+    assert base["entropy"] == pytest.approx((1 + np.log2(3) + 2) / 3)
+    # sequence of 7 (bos + 3 + 3): queries 4, 5, 6 see 5, 6, 7 tokens
+    assert base["induction"] == pytest.approx((1 / 5 + 1 / 6 + 1 / 7) / 3)
+    with pytest.raises(ValueError, match="n_tokens"):
+        hs.uniform_baselines(1)
+
+
+def test_induction_heads_must_clear_the_baseline_by_the_margin():
+    base = hs.uniform_baselines(6, induction_length=10)["induction"]
+    scores = np.array([[base, 3.9 * base], [4.0 * base, 0.5]])
+    stats = hs.HeadStats(entropy=np.zeros((2, 2)), first_token=np.zeros((2, 2)), previous_token=np.zeros((2, 2)),
+                         induction=scores, layers=[0, 1], n_tokens=6, induction_length=10)
+    found = stats.induction_heads()
+    assert [(r.layer, r.head) for r in found.itertuples()] == [(1, 1), (1, 0)]  # strongest first
+    assert found.times_baseline.iloc[1] == pytest.approx(hs.INDUCTION_MARGIN)
+    assert stats.above_baseline("induction")[0, 1] == pytest.approx(3.9)
+    assert stats.induction_heads(margin=100).empty

@@ -144,3 +144,22 @@ def test_labelled_sweep_labels_by_setting(tiny_lm):
     assert dict(zip(df.setting, df.degenerate)) == {"ok": False, "bad": True}
     with pytest.raises(ValueError, match="both sane and degenerate"):
         inc.labelled_sweep(tiny_lm, ["x"], [0], sane={"a": {}}, degenerate={"a": {}}, generate_fn=fake)
+
+
+def test_select_features_chooses_on_the_training_split_only():
+    df = labelled_data()
+    ev = inc.evaluate_filter(df, test_seeds=[3], test_prompts=["d"], select_features=True)
+    assert len(ev.selection) == 2 ** len(inc.FEATURES) - 1  # every non-empty subset was tried
+    best = ev.selection.loc[0]
+    assert best.train_f1 == ev.selection.train_f1.max() == pytest.approx(ev.train_metrics.f1)
+    # among the subsets tied at the best training F1, the largest wins (a feature goes only if dropping it helps)
+    assert best.n_features == ev.selection[ev.selection.train_f1 == best.train_f1].n_features.max()
+    assert "+".join(ev.features) == best.features
+    assert all(ev.scorer.weights[f] == (1.0 if f in ev.features else 0.0) for f in inc.FEATURES)
+    assert f"features {best.features} (chosen on the training split)" in ev.report()
+    # relabelling the held-out split changes nothing that was chosen
+    held = (df.seed == 3) & (df.prompt_id == "d")
+    flipped = inc.evaluate_filter(df.assign(degenerate=df.degenerate ^ held), test_seeds=[3], test_prompts=["d"],
+                                  select_features=True)
+    assert flipped.features == ev.features and flipped.scorer.threshold == ev.scorer.threshold
+    assert inc.evaluate_filter(df, test_seeds=[3], test_prompts=["d"]).selection is None

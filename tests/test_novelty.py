@@ -65,8 +65,14 @@ def test_token_level_needs_and_uses_the_tokenizer(gpt2_tokenizer):
 def test_short_and_bad_inputs():
     index = NoveltyIndex(rows(), n=8)
     short = index.check("Too short.")
-    assert short.total_ngrams == 0 and short.copied_fraction == 0.0 and not short.flagged
-    assert "too short" in str(short)
+    # too short for one 8-gram: nothing measured, so "n/a", never 0 (which would read as "all new")
+    assert short.total_ngrams == 0 and short.copied_fraction is None and short.novel_fraction is None
+    assert short.copied_text == "n/a" and not short.flagged
+    assert "n/a" in str(short) and "too short" in str(short)
+    # one word short of n is still n/a; exactly n words give one n-gram and a real fraction
+    words = "the wind blew over the quiet sea tonight".split()
+    assert index.check(" ".join(words[:7])).copied_text == "n/a"
+    assert index.check(" ".join(words)).copied_fraction == 0.0 and index.check(" ".join(words)).total_ngrams == 1
     with pytest.raises(ValueError, match="level='char' is not allowed"):
         NoveltyIndex(rows(), level="char")
     with pytest.raises(ValueError, match="n=0 must be a whole number >= 1"):

@@ -228,3 +228,32 @@ def test_the_classic_degenerate_setting_is_exactly_greedy(tiny_lm):
                               no_repeat_ngram_size=0, include_prefix=False)
     assert tiny_lm.decode(combined[0, ids.shape[1]:]) == greedy[0]
     assert sweep.CLASSIC_SETTINGS[sweep.DEGENERATE_LABEL] == {"mode": "greedy"}
+
+
+def test_self_bleu_is_compared_across_prompts():
+    import pandas as pd
+
+    # a deterministic method: two identical samples per prompt, different texts for different prompts
+    a, b = "the cat sat on the mat today", "a storm rolled over distant grey hills"
+    df = pd.DataFrame({"setting": "greedy", "seed": 0, "sample": [0, 1, 0, 1], "prompt_id": ["p", "p", "q", "q"],
+                       "text": [a, a, b, b]})
+    # within one prompt the copies would score 1; across prompts the two texts share nothing
+    assert sweep.summarize(df).loc["greedy", "self_bleu"] == pytest.approx(0.0)
+    # a method that answers every prompt with the same text scores 1 across prompts
+    same = df.assign(text=a)
+    assert sweep.summarize(same).loc["greedy", "self_bleu"] == pytest.approx(1.0)
+    # one prompt only: all texts of the setting are compared, as before
+    assert sweep.summarize(df[df.prompt_id == "p"]).loc["greedy", "self_bleu"] == pytest.approx(1.0)
+
+
+def test_plots_can_leave_out_empty_metrics():
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    table = pd.DataFrame({"self_bleu": [0.2, 0.5], "repetition_pct": [0.0, 0.0]}, index=["x", "y"])
+    axes = sweep.plot_decoding_comparison(table, metrics=("self_bleu", "repetition_pct"), drop_empty=True)
+    assert [ax.get_title() for ax in axes] == ["self bleu"]
+    df = pd.DataFrame({"setting": ["x", "y"], "distinct_1": [0.5, 0.9], "loop_share": [0.0, 0.0]})
+    ax = sweep.plot_repetition(df, metrics=("distinct_1", "loop_share"), drop_empty=True)
+    assert len(ax.patches) == 2 and [t.get_text() for t in ax.get_xticklabels()] == ["distinct 1"]
+    plt.close("all")

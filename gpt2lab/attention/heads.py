@@ -34,7 +34,8 @@ if TYPE_CHECKING:
     from gpt2lab.loading import LM
 
 __all__ = ["Stat", "STAT_NAMES", "attention_entropy", "first_token_share", "previous_token_score", "induction_score",
-           "repeated_random_tokens", "measure_induction", "HeadStats", "head_stats"]
+           "INDUCTION_MARGIN", "SEEN_MIN_COUNT", "seen_tokens", "repeated_random_tokens", "measure_induction",
+           "uniform_baselines", "HeadStats", "head_stats"]
 
 Stat = Literal["entropy", "first_token", "previous_token", "induction"]
 STAT_NAMES: dict[Stat, str] = {
@@ -118,14 +119,46 @@ def induction_score(attention, period: int, start: int = 0) -> np.ndarray:
     return weights[..., queries, targets].mean(dim=-1).numpy()
 
 
+INDUCTION_MARGIN = 4.0  # an induction head scores at least this many times a uniform head's induction score
+SEEN_MIN_COUNT = 5  # a token must occur this often in the course's training text to count as seen
+_SEEN_CACHE: dict[tuple, list[int]] = {}
+
+
+def seen_tokens(tokenizer, text: str | None = None, min_count: int = SEEN_MIN_COUNT) -> list[int]:
+    """Ids of the non-special tokens that occur at least ``min_count`` times in ``text``.
+
+    text: default the course's training text (the first 90 % of tinyshakespeare, which the embedded
+    model trained on and GPT-2's web text covers many times over). A small model trained on one text
+    has never seen most of its vocabulary (their embeddings are still near their random start), and a
+    random sequence of such tokens tests nothing but that. Cached per tokenizer for the default text.
+    """
+    key = (getattr(tokenizer, "name_or_path", ""), len(tokenizer), min_count) if text is None else None
+    if key is not None and key in _SEEN_CACHE:
+        return _SEEN_CACHE[key]
+    if text is None:
+        from gpt2lab import data
+
+        text = data.tinyshakespeare_split()[0]
+    special = set(getattr(tokenizer, "all_special_ids", []) or [])
+    # verbose=False: a whole book is longer than the context, which is fine for counting tokens
+    ids = np.asarray(tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"], dtype=np.int64)
+    counts = np.bincount(ids, minlength=len(tokenizer)) if ids.size else np.zeros(len(tokenizer), dtype=np.int64)
+    seen = [int(i) for i in np.flatnonzero(counts >= min_count) if int(i) not in special]
+    if key is not None:
+        _SEEN_CACHE[key] = seen
+    return seen
+
+
 def repeated_random_tokens(lm: LM, length: int = 50, n_sequences: int = 4,
-                           seed: int = 0) -> tuple[torch.Tensor, int, int]:
+                           seed: int = 0, pool="seen") -> tuple[torch.Tensor, int, int]:
     """``n_sequences`` rows of: a beginning-of-text token, then ``length`` random tokens, twice.
 
     Returns (ids tensor (n_sequences, 1 + 2*length) int64 on the CPU, start=1, period=length). Random
     tokens (no special ones) make the second half predictable only by copying from the first, which is
-    what induction heads do (Olsson et al. 2022). Raises ValueError for length < 2, n_sequences < 1 or
-    sequences longer than the model's context.
+    what induction heads do (Olsson et al. 2022). pool: which tokens to draw from: "seen" (default:
+    tokens the model has seen in training, :func:`seen_tokens`), "all" (every non-special id of the
+    vocabulary) or a sequence of ids. Raises ValueError for length < 2, n_sequences < 1, sequences
+    longer than the model's context, or an empty pool.
     """
     check_lm(lm)
     for name, value, low in (("length", length, 2), ("n_sequences", n_sequences, 1)):
@@ -135,9 +168,19 @@ def repeated_random_tokens(lm: LM, length: int = 50, n_sequences: int = 4,
         raise ValueError(f"length={length} gives {1 + 2 * length} tokens, more than the context length "
                          f"{lm.context_length} of {lm.name!r}; use length <= {(lm.context_length - 1) // 2}")
     tokenizer = lm.tokenizer
-    vocab = lm.model.config.vocab_size
+    vocab = min(lm.model.config.vocab_size, len(tokenizer))
     special = set(getattr(tokenizer, "all_special_ids", []) or [])
-    allowed = torch.tensor([i for i in range(min(vocab, len(tokenizer))) if i not in special])
+    if isinstance(pool, str):
+        if pool not in ("seen", "all"):
+            raise ValueError(f"pool must be 'seen', 'all' or a sequence of token ids, got {pool!r}")
+        ids = seen_tokens(tokenizer) if pool == "seen" else range(vocab)
+    else:
+        ids = [int(i) for i in pool]
+        if any(not 0 <= i < vocab for i in ids):
+            raise ValueError(f"pool holds ids outside the vocabulary 0..{vocab - 1}")
+    allowed = torch.tensor([i for i in ids if i < vocab and i not in special], dtype=torch.long)
+    if len(allowed) == 0:
+        raise ValueError("no tokens to draw from: the pool is empty (or holds only special tokens)")
     generator = torch.Generator().manual_seed(seed)
     chunks = allowed[torch.randint(len(allowed), (n_sequences, length), generator=generator)]
     bos = bos_id(tokenizer)
@@ -145,14 +188,37 @@ def repeated_random_tokens(lm: LM, length: int = 50, n_sequences: int = 4,
     return torch.cat([first, chunks, chunks], dim=1), 1, length
 
 
-def measure_induction(lm: LM, length: int = 50, n_sequences: int = 4, seed: int = 0) -> np.ndarray:
+def measure_induction(lm: LM, length: int = 50, n_sequences: int = 4, seed: int = 0, pool="seen") -> np.ndarray:
     """(layers, heads) induction scores of ``lm`` in [0, 1], averaged over ``n_sequences`` random repeated
-    sequences (:func:`repeated_random_tokens`), captured in one batched forward pass. Olsson et al.
-    2022 call heads scoring well above 1/length induction heads."""
-    ids, start, period = repeated_random_tokens(lm, length=length, n_sequences=n_sequences, seed=seed)
+    sequences (:func:`repeated_random_tokens`, drawn from ``pool``), captured in one batched forward
+    pass. Compare them with :func:`uniform_baselines` ("induction"): a head that spreads evenly
+    scores about 1/(1.5 x length) without copying anything."""
+    ids, start, period = repeated_random_tokens(lm, length=length, n_sequences=n_sequences, seed=seed, pool=pool)
     attention = attention_weights(lm, ids)  # (batch, layers, heads, T, T); no padding: every row is as long
     scores = [induction_score(attention[b], period=period, start=start) for b in range(attention.shape[0])]
     return np.mean(scores, axis=0)
+
+
+def uniform_baselines(n_tokens: int, induction_length: int | None = None) -> dict[str, float]:
+    """What each statistic gives for a head that spreads its weight evenly over every token it may see.
+
+    n_tokens: length of the text the text statistics were measured on; induction_length: length of
+    the repeated chunk (the sequence is 1 + 2 x that). A head is only remarkable by how far it is
+    from these: the previous-token and first-token shares of an even head are far from 0 on a short
+    text, and its induction score falls with the chunk length without any copying.
+    """
+    if isinstance(n_tokens, bool) or not isinstance(n_tokens, int) or n_tokens < 2:
+        raise ValueError(f"n_tokens must be an int >= 2, got {n_tokens!r}")
+    even = torch.ones(n_tokens, n_tokens, dtype=torch.float64).tril()
+    even = (even / even.sum(-1, keepdim=True))[None, None]
+    out = {"entropy": float(attention_entropy(even)[0, 0]), "first_token": float(first_token_share(even)[0, 0]),
+           "previous_token": float(previous_token_score(even)[0, 0])}
+    if induction_length is not None:
+        m = 1 + 2 * induction_length
+        rep = torch.ones(m, m, dtype=torch.float64).tril()
+        rep = (rep / rep.sum(-1, keepdim=True))[None, None]
+        out["induction"] = float(induction_score(rep, period=induction_length, start=1)[0, 0])
+    return out
 
 
 @dataclass
@@ -167,6 +233,27 @@ class HeadStats:
     model_name: str = ""
     text: str = ""
     n_tokens: int = 0
+    induction_length: int = 0
+
+    def baselines(self) -> dict[str, float]:
+        """Each statistic for a head spreading evenly (see :func:`uniform_baselines`)."""
+        return uniform_baselines(self.n_tokens, self.induction_length or None)
+
+    def above_baseline(self, stat: Stat):
+        """(layers, heads): how many times the uniform baseline each head's ``stat`` is (not for entropy)."""
+        if stat not in STAT_NAMES or stat == "entropy":
+            raise ValueError(f"stat must be one of {[s for s in STAT_NAMES if s != 'entropy']}, got {stat!r}")
+        return getattr(self, stat) / self.baselines()[stat]
+
+    def induction_heads(self, margin: float = INDUCTION_MARGIN):
+        """The heads whose induction score is at least ``margin`` times a uniform head's, strongest first
+        (a DataFrame like :meth:`top`, with a ``times_baseline`` column; empty when there are none)."""
+        if not self.induction_length:
+            raise ValueError("these statistics were made without an induction_length; use head_stats()")
+        frame = self.to_frame()
+        frame["times_baseline"] = frame["induction"] / self.baselines()["induction"]
+        found = frame[frame["times_baseline"] >= margin]
+        return found.sort_values("induction", ascending=False).reset_index(drop=True)
 
     def to_frame(self):
         """One row per (layer, head) with a column per statistic."""
@@ -213,4 +300,5 @@ def head_stats(lm: LM, text: str, layers=None, induction_length: int | None = No
     induction = induction[capture.layers]  # same layers as the text statistics
     return HeadStats(entropy=attention_entropy(capture), first_token=first_token_share(capture),
                      previous_token=previous_token_score(capture), induction=induction, layers=capture.layers,
-                     model_name=lm.name, text=capture.text, n_tokens=capture.n_tokens)
+                     model_name=lm.name, text=capture.text, n_tokens=capture.n_tokens,
+                     induction_length=induction_length)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import pairwise
+from itertools import combinations, pairwise
 from typing import TYPE_CHECKING
 
 from gpt2lab.experiments import analysis
@@ -300,10 +300,19 @@ class FilterEvaluation:
     test_metrics: Metrics
     curve: pd.DataFrame  # threshold curve on the training split
     test_curve: pd.DataFrame
+    # with select_features: training-split F1 of every feature subset tried, best first
+    selection: pd.DataFrame | None = None
+
+    @property
+    def features(self) -> list[str]:
+        """The features the scorer uses (weight > 0)."""
+        return [f for f in FEATURES if self.scorer.weights[f] > 0]
 
     def report(self) -> str:
         tm, hm = self.train_metrics, self.test_metrics
-        return (f"threshold {self.scorer.threshold:.3f} chosen on {len(self.train)} training texts "
+        chosen = (f"features {'+'.join(self.features)} (chosen on the training split); "
+                  if self.selection is not None else "")
+        return (f"{chosen}threshold {self.scorer.threshold:.3f} chosen on {len(self.train)} training texts "
                 f"(precision {tm.precision:.3f}, recall {tm.recall:.3f}, F1 {tm.f1:.3f});\n"
                 f"held-out: {len(self.test)} texts, {hm.tp + hm.fn} degenerate: precision {hm.precision:.3f}, "
                 f"recall {hm.recall:.3f}, F1 {hm.f1:.3f} (tp {hm.tp}, fp {hm.fp}, fn {hm.fn}, tn {hm.tn})")
@@ -316,13 +325,20 @@ class FilterEvaluation:
 
 
 def evaluate_filter(df, test_seeds: Sequence[int], test_prompts: Sequence, label: str = "degenerate",
-                    reference=None) -> FilterEvaluation:
+                    reference=None, select_features: bool = False) -> FilterEvaluation:
     """Fit and evaluate the scorer on a measured, labelled sweep DataFrame.
 
     ``df[label]`` is True for texts from degenerate settings. The scorer's reference statistics come
     from the training split's non-degenerate texts (or from ``reference``, a measured DataFrame of
     e.g. human text); the threshold maximises F1 on the training split; precision/recall are then
     measured on the held-out split (see :func:`holdout_split`).
+
+    select_features: also choose *which* features to use on the training split: every non-empty
+    subset of :data:`FEATURES` gets its own best threshold, and the subset with the best training F1
+    wins (on a tie, the one with more features: a feature is dropped only when the training split
+    says that leaving it out helps). A feature that only adds noise on a model (the
+    part-of-speech mix of a small model's text can be as un-English in its fine samples as in its
+    degenerate ones) is then left out, and the held-out split still never influences the choice.
     """
     if label not in df.columns:
         raise ValueError(f"no label column {label!r}; columns: {list(df.columns)}")
@@ -331,6 +347,21 @@ def evaluate_filter(df, test_seeds: Sequence[int], test_prompts: Sequence, label
     if all(y_train) or not any(y_train):
         raise ValueError("the training split needs both degenerate and sane texts")
     scorer = IncoherenceScorer.fit(train[[not y for y in y_train]] if reference is None else reference)
+    selection = None
+    if select_features:
+        import pandas as pd
+
+        tried = []
+        for r in range(1, len(FEATURES) + 1):
+            for subset in combinations(FEATURES, r):
+                scorer.weights = {f: (1.0 if f in subset else 0.0) for f in FEATURES}
+                scores = scorer.score(train)
+                m = precision_recall(scores > choose_threshold(scores, y_train), y_train)
+                tried.append({"features": "+".join(subset), "n_features": r, "train_f1": m.f1})
+        selection = pd.DataFrame(tried).sort_values(["train_f1", "n_features"], ascending=[False, False],
+                                                     kind="stable").reset_index(drop=True)
+        best = selection.loc[0, "features"].split("+")
+        scorer.weights = {f: (1.0 if f in best else 0.0) for f in FEATURES}
     train_scores = scorer.score(train)
     scorer.threshold = choose_threshold(train_scores, y_train)
     test_scores = scorer.score(test)
@@ -339,7 +370,8 @@ def evaluate_filter(df, test_seeds: Sequence[int], test_prompts: Sequence, label
         scorer=scorer, train=train.assign(score=train_scores), test=test.assign(score=test_scores),
         train_metrics=precision_recall(train_scores > scorer.threshold, y_train),
         test_metrics=precision_recall(test_scores > scorer.threshold, y_test),
-        curve=threshold_curve(train_scores, y_train), test_curve=threshold_curve(test_scores, y_test))
+        curve=threshold_curve(train_scores, y_train), test_curve=threshold_curve(test_scores, y_test),
+        selection=selection)
 
 
 def labelled_sweep(lm: LM, prompts, seeds, sane: Mapping[str, Mapping] | None = None,

@@ -382,8 +382,8 @@ def pooled_pos(df, by: str = "setting"):
 def summarize(df, by: str = "setting"):
     """One row per setting: mean per-text metrics plus the set-level ones.
 
-    ``self_bleu`` (over all texts of the setting), ``repetition_pct`` (% of texts ending in a loop),
-    ``corpus_distinct_1/2/3`` (distinct-n pooled over the setting's texts), ``n_texts``.
+    ``self_bleu`` (across prompts: see :func:`_self_bleu_across_prompts`), ``repetition_pct`` (% of texts
+    ending in a loop), ``corpus_distinct_1/2/3`` (distinct-n pooled over the setting's texts), ``n_texts``.
     """
     import pandas as pd
 
@@ -399,11 +399,30 @@ def summarize(df, by: str = "setting"):
             # the median is robust to the occasional astronomically improbable sample
             rec["median_perplexity"] = float(part["perplexity"].astype(float).median())
         rec["repetition_pct"] = 100.0 * sum(analysis.ends_in_loop(t) for t in texts) / len(texts)
-        rec["self_bleu"] = analysis.self_bleu(texts) if len(texts) >= 2 else float("nan")
+        rec["self_bleu"] = _self_bleu_across_prompts(part)
         for n in (1, 2, 3):
             rec[f"corpus_distinct_{n}"] = analysis.corpus_distinct_n(texts, n)
         rows[group] = rec
     return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def _self_bleu_across_prompts(part) -> float:
+    """Self-BLEU of one setting's texts, compared across prompts.
+
+    With several prompts, the texts of one seed and sample (one per prompt) are compared with one
+    another and the scores averaged over seeds and samples: a method that says the same thing
+    whatever it is asked scores high. Comparing the samples of *one* prompt instead would give a
+    deterministic method (greedy, beam) Self-BLEU 1 for identical copies, which says nothing.
+    With a single prompt (or no ``prompt_id`` column) all texts of the setting are compared.
+    NaN when there are fewer than two texts to compare.
+    """
+    if "prompt_id" in part.columns and part["prompt_id"].nunique() > 1:
+        keys = [c for c in ("seed", "sample") if c in part.columns]
+        groups = [list(g["text"]) for _, g in part.groupby(keys, sort=False)] if keys else [list(part["text"])]
+        scores = [analysis.self_bleu(texts) for texts in groups if len(texts) >= 2]
+        return sum(scores) / len(scores) if scores else float("nan")
+    texts = list(part["text"])
+    return analysis.self_bleu(texts) if len(texts) >= 2 else float("nan")
 
 
 def decoding_comparison(lm: LM, prompts, seeds=(0, 1, 2), methods: Mapping[str, Mapping] | None = None, *,
@@ -544,21 +563,24 @@ def plot_pos_comparison(texts: Mapping[str, str], ax=None, title: str | None = N
 
 def plot_repetition(df_or_summary, metrics: Sequence[str] = ("distinct_1", "distinct_2", "distinct_3",
                                                              "repeated_3gram_share", "loop_share"), ax=None,
-                    title: str | None = None):
+                    title: str | None = None, drop_empty: bool = False):
     """Repetition metrics per setting (bars grouped by metric, one colour per setting).
 
     Accepts the per-text DataFrame of :func:`run_sweep` (averaged per setting) or a summary.
+    ``drop_empty=True`` leaves out the metrics that are 0 for every setting (the axis lists those drawn).
     """
     import matplotlib.pyplot as plt
     import numpy as np
 
     table = df_or_summary
+    _require(table, list(metrics))
     if "setting" in table.columns:
-        _require(table, list(metrics))
         table = table.groupby("setting", sort=False)[list(metrics)].mean()
     else:
-        _require(table, list(metrics))
         table = table[list(metrics)]
+    if drop_empty:  # a metric that is 0 for every setting would be an empty group of bars
+        metrics = [m for m in metrics if table[m].astype(float).abs().sum() > 0] or list(metrics)
+        table = table[metrics]
     if ax is None:
         _, ax = plt.subplots(figsize=(max(7, 1.8 * len(metrics)), 4.5))
     n = len(table)
@@ -575,11 +597,16 @@ def plot_repetition(df_or_summary, metrics: Sequence[str] = ("distinct_1", "dist
 
 def plot_decoding_comparison(table, metrics: Sequence[str] = ("median_perplexity", "self_bleu",
                                                               "repetition_pct", "corpus_distinct_2"),
-                             axes=None):
-    """One small panel per metric, one bar per decoding method (the "human" row, if any, in grey)."""
+                             axes=None, drop_empty: bool = False):
+    """One small panel per metric, one bar per decoding method (the "human" row, if any, in grey).
+
+    ``drop_empty=True`` draws no panel for a metric that is 0 (or NaN) for every method.
+    """
     import matplotlib.pyplot as plt
 
     metrics = [m for m in metrics if m in table.columns]
+    if drop_empty:
+        metrics = [m for m in metrics if table[m].astype(float).fillna(0).abs().sum() > 0]
     if not metrics:
         raise ValueError(f"table has none of the metrics; its columns: {list(table.columns)}")
     if axes is None:

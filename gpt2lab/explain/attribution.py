@@ -163,6 +163,8 @@ class AttributionOptions:
     importance_steps: int = 200
     importance_samples: int = 4
     seed: int = 0
+    importance_stop_tol: float | None = 0.05
+    importance_patience: int = 30
 
 
 AttributionFunction = Callable[["LM", AttributionInput, AttributionOptions], np.ndarray]
@@ -212,7 +214,8 @@ def _importance(lm: LM, inp: AttributionInput, options: AttributionOptions) -> n
     from gpt2lab.explain.importance import word_importance
 
     res = word_importance(lm, inp.split.text, steps=options.importance_steps, samples=options.importance_samples,
-                          bos=options.bos, seed=options.seed, progress=False)
+                          bos=options.bos, seed=options.seed, stop_tol=options.importance_stop_tol,
+                          patience=options.importance_patience, progress=False)
     return -np.log(res.sigma)
 
 
@@ -450,6 +453,7 @@ def _check_methods(methods) -> tuple[str, ...]:
 def compare_attributions(lm: LM, text: str | list[str], target=None, methods=None, *, bos: bool = True,
                          blank: str = " ", shapley_samples: int = 10, ig_steps: int = 20,
                          importance_steps: int = 200, importance_samples: int = 4, seed: int = 0,
+                         importance_stop_tol: float | None = 0.05, importance_patience: int = 30,
                          progress: bool = True):
     """Score every word of ``text`` with several attribution methods, for one target.
 
@@ -460,7 +464,7 @@ def compare_attributions(lm: LM, text: str | list[str], target=None, methods=Non
         built-in ones are ``METHODS``). bos: start the context with <|endoftext|> (never scored).
     blank: the piece that replaces a word for occlusion, Shapley sampling and the IG baseline.
     shapley_samples, ig_steps: captum's n_samples and n_steps. importance_*: word_importance's
-        steps and samples. seed: makes Shapley sampling and the importance noise reproducible.
+        steps, samples, stop_tol and patience. seed: makes Shapley sampling and the importance noise reproducible.
 
     Returns scores of shape (n_words,) per method (higher = more important; units differ between
     methods: log-probability for occlusion/Shapley/IG/leave-one-out, attention weight for the
@@ -472,7 +476,8 @@ def compare_attributions(lm: LM, text: str | list[str], target=None, methods=Non
 
     methods = _check_methods(methods)
     options = AttributionOptions(bos=bos, blank=blank, shapley_samples=shapley_samples, ig_steps=ig_steps,
-                                 importance_steps=importance_steps, importance_samples=importance_samples, seed=seed)
+                                 importance_steps=importance_steps, importance_samples=importance_samples, seed=seed,
+                                 importance_stop_tol=importance_stop_tol, importance_patience=importance_patience)
     for name in ("shapley_samples", "ig_steps", "importance_steps", "importance_samples"):
         value = getattr(options, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:

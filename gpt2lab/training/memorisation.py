@@ -13,6 +13,9 @@ the two side by side.
     index = NoveltyIndex(training_texts, n=8)
     report = index.check(generated)
     report.copied_fraction, report.nearest_text, report.flagged
+
+A text shorter than n units has no n-grams: nothing can be said about it, so its
+``copied_fraction`` is ``None`` (shown as "n/a"), never 0, which would read as "all new".
 """
 from __future__ import annotations
 
@@ -51,22 +54,29 @@ class NoveltyReport:
     threshold: float = DEFAULT_THRESHOLD
 
     @property
-    def copied_fraction(self) -> float:
-        """Fraction of the generated n-grams found verbatim in the training data (0 when too short)."""
-        return self.copied_ngrams / self.total_ngrams if self.total_ngrams else 0.0
+    def copied_fraction(self) -> float | None:
+        """Fraction of the generated n-grams found verbatim in the training data; ``None`` when the text
+        is shorter than n units and so has no n-grams to check (not 0: nothing was measured)."""
+        return self.copied_ngrams / self.total_ngrams if self.total_ngrams else None
 
     @property
-    def novel_fraction(self) -> float:
-        return 1.0 - self.copied_fraction if self.total_ngrams else 1.0
+    def novel_fraction(self) -> float | None:
+        """1 - :attr:`copied_fraction`; ``None`` when the text is too short to have n-grams."""
+        return 1.0 - self.copied_ngrams / self.total_ngrams if self.total_ngrams else None
+
+    @property
+    def copied_text(self) -> str:
+        """The copied fraction for display: ``"0.45"``, or ``"n/a"`` when the text has no n-grams."""
+        return "n/a" if self.copied_fraction is None else f"{self.copied_fraction:.2f}"
 
     @property
     def flagged(self) -> bool:
         """True when more than ``threshold`` of the n-grams are copies: likely memorisation."""
-        return self.total_ngrams > 0 and self.copied_fraction > self.threshold
+        return self.total_ngrams > 0 and self.copied_ngrams / self.total_ngrams > self.threshold
 
     def __str__(self) -> str:
         if not self.total_ngrams:
-            return f"too short for {self.n}-{self.level} n-grams"
+            return f"copied n/a: too short for {self.n}-{self.level} n-grams"
         text = (f"{self.copied_ngrams}/{self.total_ngrams} {self.n}-{self.level} n-grams copied "
                 f"({100 * self.copied_fraction:.1f} %)" + (" -- FLAGGED as memorised" if self.flagged else ""))
         if self.longest_copied:

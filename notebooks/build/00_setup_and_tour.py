@@ -203,9 +203,38 @@ print(f"the top 10 tokens hold {top.values.sum():.1%} of the probability")
 """)
 
 nb.md("""
-Real GPT-2 ranks `' be'` first, far ahead of anything else: it has read *Hamlet* many times over on the web.
-The embedded model learned from nothing but the tinyshakespeare corpus, which also contains many
-"to be" phrases; look at what it predicts above.
+**The model predicts tokens, not words.** A token can be a whole word with its leading space (`' be'`)
+or a piece of one (`'o'`, which after `' to'` makes `' too'`): notebook 02 shows how a tokenizer cuts
+text. So the distribution above is over pieces, and a piece ranked high may be the start of a longer
+word rather than a rival to `' be'`. The cell below says which kind this model's first choice is, and
+follows a piece to the word it makes by appending it and asking again.
+""")
+
+nb.code("""
+def kind(token):
+    return "a whole word" if token.startswith(" ") and token[1:].isalpha() else "a piece of a word"
+
+
+first = lm.decode([top.indices[0].item()])
+be_id = lm.tokenizer.encode(" be")[0]  # ' be' as the tokenizer writes it (one token in both vocabularies)
+be_rank = int((probs > probs[be_id]).sum()) + 1
+print(f"first choice {first!r} (p={top.values[0].item():.3f}) is {kind(first)}; "
+      f"' be' has p={probs[be_id].item():.3f}, rank {be_rank}")
+if kind(first) == "a piece of a word":
+    word, context = prompt.split()[-1] + first, lm.encode(prompt + first)
+    with torch.no_grad():
+        after = torch.softmax(lm.model(context).logits[0, -1], dim=-1)
+    print(f"appended, {first!r} turns 'to' into {word!r}; the model then expects "
+          f"{lm.decode([after.argmax().item()])!r} (p={after.max().item():.2f})")
+# the claim above: ' be', the word Hamlet says, is among the model's first three choices
+assert be_rank <= 3, f"' be' has fallen to rank {be_rank}: revise the text"
+""")
+
+nb.md("""
+The embedded model never read *Hamlet* (tinyshakespeare holds other plays), yet `' be'` is among its
+first choices: *to be* is common in every play. How close a piece of a word comes to it depends on
+how often the model saw *to* start a longer word (*too*, *touch*, *toward*) in its training text; a
+model that has read *Hamlet* on the web, like GPT-2, has more reason to put `' be'` first.
 
 ## Generating text
 

@@ -296,6 +296,12 @@ ngram_explorer(train, heldout, tokenizer=lm.tokenizer, max_n=10, n=5)
 """)
 
 nb.md("""
+**A task for the explorer.** With Kneser-Ney at the character level, move `n` from 1 to 10 and note the
+held-out bits per character at each: at which `n` is it lowest, and how much worse is `n` = 10? Then
+switch to add-k at that best `n`: how many bits per character does the cruder smoothing cost?
+""")
+
+nb.md("""
 ## Tokens instead of characters
 
 The same counting works on tokens (notebook 02 explains them). A token is a few characters long,
@@ -371,13 +377,28 @@ nb.exercise(
         return pieces
 
 
+    average = {}
     for n in [3, 5, 7, 10]:
         sample = NGramLM(n=n, smoothing="kneser-ney").fit(train).generate(300, seed=2)
         pieces = copied_pieces(sample, train)
-        print(f"n = {n:2d}: {len(pieces):3d} pieces, average {np.mean([len(p) for p in pieces]):5.1f} characters, "
-              f"longest {max(pieces, key=len)!r}")
-    # Pieces of n characters or more mean the sample is stitched together from quotations of the training text.
-    # Kneser-Ney always keeps some probability for shorter contexts, which breaks the quotations now and then.
+        average[n] = np.mean([len(p) for p in pieces])
+        print(f"n = {n:2d}: {len(pieces):3d} pieces, average {average[n]:5.1f} characters "
+              f"({average[n] / n:.1f} x n), longest {max(pieces, key=len)!r}")
+    # Answer, from the averages above. A piece longer than n characters was not chosen as a whole by the
+    # model (it only ever looks n-1 characters back): it is a quotation that the sample happens to repeat.
+    low, high = min(average), max(average)
+    grows = average[high] > average[low]
+    print(f"\\nthe average copied piece {'grows' if grows else 'does not grow'} from {average[low]:.1f} characters "
+          f"at n = {low} to {average[high]:.1f} at n = {high}: higher orders "
+          + ("copy longer verbatim stretches of the training text" if grows else "copy no longer stretches"))
+    if average[high] / high > average[low] / low:
+        print(f"relative to n it grows too ({average[low] / low:.1f} x n -> {average[high] / high:.1f} x n): the "
+              "pieces outrun the model's own context, so the samples are quotations; a high-order n-gram "
+              "model's 'creativity' is mostly choosing where to cut")
+    else:
+        print(f"relative to n it falls ({average[low] / low:.1f} x n -> {average[high] / high:.1f} x n): the pieces "
+              "are about as long as the model's context reaches, no longer. The samples recombine verbatim pieces "
+              "of about one context each, cut wherever Kneser-Ney backs off to a shorter context")
     """,
     title="copying",
 )
@@ -390,7 +411,7 @@ nb.summary([
     ("Perplexity and bits per character measure surprise on held-out text; bits per character compare models "
     "with different symbols (characters, tokens)."),
     ("For character n-grams on Shakespeare the best held-out score comes around n = 5-7; longer contexts are too "
-    "sparse to count and the samples turn into copies of the training text."),
+    "sparse to count, and the samples are stitched from longer verbatim pieces of the training text."),
     ("Neural language models share statistics between similar contexts and use long contexts without sparsity; "
     "the rest of the course looks at how GPT-2 does it."),
 ], outro="Next: **02 · Tokens**: what GPT-2 reads instead of characters.")

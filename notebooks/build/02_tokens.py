@@ -293,6 +293,10 @@ nb.md("""
 Type any text and switch between GPT-2's tokenizer, the loaded model's tokenizer and the small
 Shakespeare BPE you trained above. *markers* shows vocabulary entries as stored (`Ġ`, `Ċ`);
 *text* shows what each token decodes to (`·` is a space, `↵` a newline).
+
+**A task for the explorer.** Find a word of four or more letters that is one token for GPT-2 but
+several for the loaded model, and one that is several tokens for both. Then type the same word with a
+capital letter and without its leading space: for which tokenizer does it stay one token?
 """)
 
 nb.code("""
@@ -333,19 +337,34 @@ def nearest_tokens(word, k=8):
     return ", ".join(f"{lm.decode([i])!r} {s:.2f}" for i, s in zip(top.indices.tolist(), top.values.tolist()))
 
 
-for word in [" king", " love", " night", " sword", " three", " thou"]:
+# probes must be one token each: a word cut into pieces has no single row of the table to compare.
+# Content words first; a small vocabulary (the embedded model's 384 tokens) holds few whole words,
+# so the list falls back on the common short words it does hold.
+candidates = [" king", " love", " night", " sword", " three", " thou", " lord", " good", " thy", " you", " him",
+              " the", " and", " with", " not", " that"]
+probes = [w for w in candidates if len(lm.tokenizer(w)["input_ids"]) == 1][:6]
+skipped = [w for w in candidates[:candidates.index(probes[-1])] if w not in probes]
+print(f"probes (one token each): {probes}; skipped (several tokens here): {skipped or 'none'}\\n")
+assert len(probes) >= 4, "fewer than four single-token probe words: extend the candidate list"
+for word in probes:
     print(f"{word!r:>9}: {nearest_tokens(word)}")
 """)
 
 nb.md("""
-In real GPT-2 these neighbours are strikingly sensible: variants of the same word (`" King"`,
-`" kings"`, `"king"`), then related words. A model trained on one megabyte of Shakespeare has seen each
-word far less often; judge for yourself how organised its embedding table is.
+Every probe is a single token, so each line compares one row of the table with all the others. With
+GPT-2's 50,257 tokens the content words (`" king"`, `" sword"`) are single tokens; with the embedded
+model's 384 only a handful of short, frequent words are, and most of their neighbours are other short
+function words and pieces. Look at which neighbours are used the way the probe is used (pronouns next
+to pronouns, `" thou"` next to `" thy"`), and which share only spelling.
 
 ## Where is the token? Position embeddings
 
-Attention (notebook 03) treats its input as a *set*: without help it could not tell "dog bites man"
-from "man bites dog". GPT-2 adds a second learned vector per **position** (`wpe`, context length ×
+Attention (notebook 03) compares every token with every other by content alone: move the words around
+and each token's scores with the others stay the same. The causal mask does leak *some* order (a token
+sees only those before it, so the first token attends only to itself, and how many tokens a position
+averages over tells it roughly where it is), but that is a weak signal: it says how far along a token
+is, not which word came just before it, so "dog bites man" and "man bites dog" would still look alike at
+the word "bites". GPT-2 therefore adds a second learned vector per **position** (`wpe`, context length ×
 width). The input of the first transformer block is simply
 
 $$h_0[t] = \\text{wte}[\\text{token}_t] + \\text{wpe}[t].$$
@@ -441,6 +460,7 @@ nb.exercise(
     Does the loaded model treat `" love"`, `"love"`, `" Love"` and `" loved"` as related? Print the cosine
     similarity of their token embeddings (a word that is more than one token for this tokenizer can be
     represented by the mean of its tokens' embeddings). Compare with an unrelated word such as `" sword"`.
+    Count the pieces each pair shares: what does averaging measure when two words share pieces?
     """,
     """
     def embedding_of(word):
@@ -448,10 +468,27 @@ nb.exercise(
         return unit[ids].mean(dim=0)
 
 
+    def pieces(word):
+        return [lm.decode([i]) for i in lm.tokenizer(word)["input_ids"]]
+
+
     base = embedding_of(" love")
+    rows = []
     for other in ["love", " Love", " loved", " loving", " sword"]:
         sim = torch.nn.functional.cosine_similarity(base, embedding_of(other), dim=0).item()
-        print(f"' love' vs {other!r:>9}: {sim:+.2f}   ({len(lm.tokenizer(other)['input_ids'])} token(s))")
+        shared = len(set(pieces(" love")) & set(pieces(other)))
+        rows.append((other, sim, shared))
+        print(f"' love' {pieces(' love')} vs {other!r:>9} {pieces(other)}: {sim:+.2f}, {shared} shared piece(s)")
+    # Answer: averaging makes two words similar by the pieces they share, whatever they mean. Where the
+    # words are single tokens, the similarity is the model's own; where they are pieces, rank by shared pieces:
+    by_sim = [o for o, _, _ in sorted(rows, key=lambda r: -r[1])]
+    by_shared = [o for o, _, _ in sorted(rows, key=lambda r: -r[2])]
+    print(f"\\nranked by similarity: {by_sim}\\nranked by shared pieces: {by_shared}")
+    if len(lm.tokenizer(" love")["input_ids"]) > 1:
+        print("' love' is several tokens here: these similarities mostly count shared pieces "
+              "(a mean of mostly the same vectors is close to itself), not what the words mean")
+    else:
+        print("' love' is one token here: its similarities to other single-token words are the model's own")
     """,
     title="spelling variants in embedding space",
 )
@@ -464,8 +501,9 @@ nb.summary([
     ("The vocabulary size trades sequence length against table size; GPT-2 uses 50,257 tokens, the embedded model "
     "384 learned on Shakespeare."),
     "Leading spaces and capitals make different tokens; numbers and non-English text break into irregular pieces.",
-    ("The model's input is a token embedding plus a position embedding; tokens used alike get similar vectors, "
-    "and in GPT-2 the learned position vectors vary smoothly along the sequence."),
+    ("The model's input is a token embedding plus a position embedding; tokens used alike get similar vectors "
+    "(compare single tokens: the mean of a word's pieces is similar to any word sharing those pieces), and "
+    "the learned position vectors vary smoothly along the sequence."),
 ], outro="Next: **03 · Attention from scratch**: what the blocks do with these vectors.")
 
 if __name__ == "__main__":

@@ -271,6 +271,22 @@ print("token embeddings", tuple(emb.token_embeddings.shape), "+ position embeddi
 """)
 
 nb.md("""
+### Layer norm, and where GPT-2 puts it
+
+**Layer norm** rescales each token's vector on its own: subtract the mean of its `width` numbers,
+divide by their standard deviation (plus a tiny `eps` so that nothing divides by zero), then multiply
+by a learned **gain** and add a learned **bias**, one of each per dimension. Whatever the scale of the
+vector that comes in, what goes out has mean 0 and spread 1 before the gain and bias: the sublayer
+after it always sees inputs of the same size, which keeps training stable.
+
+GPT-2 puts the norm at the **start** of each branch, "pre-LN" (Radford et al. 2019, section 2.3: "Layer
+normalization was moved to the input of each sub-block ... and an additional layer normalization was
+added after the final self-attention block"). The original Transformer (Vaswani et al. 2017) normalised
+*after* adding the branch's output ("post-LN"). With pre-LN the residual stream itself is never
+normalised: each branch reads a normalised copy (`ln_1(x)`, `ln_2(x)`) and adds its output to the raw
+stream, so the stream's size can grow from block to block, and only the final `ln_f` rescales it before
+the output projection.
+
 ### Every step of block 0
 
 Each line below is one step, using only the block's weights and basic tensor operations.
@@ -422,6 +438,19 @@ nb.exercise(
     norms.plot.bar(figsize=(8, 3), width=0.8)
     plt.ylabel("vector length")
     plt.show()
+    ratio = (norms["MLP adds"] / norms["residual in"]).median()
+    attn_ratio = (norms["attention adds"] / norms["residual in"]).median()
+    print(f"median per token: the MLP adds a vector {ratio:.1f}x the length of the residual it reads, "
+          f"attention {attn_ratio:.1f}x")
+    # Answer, following the numbers: with pre-LN the MLP reads ln_2(x), a vector rescaled to a fixed size
+    # whatever |x| is, and its output is added to the raw stream. Nothing ties the output's length to |x|.
+    if ratio > 2:
+        print(f"Block 0's MLP writes vectors about {ratio:.0f} times the length of the residual stream: the "
+              "embeddings it reads are small, its normalised input is not, and its output dominates the stream "
+              "that every later block reads (each through its own layer norm, so only the directions matter)")
+    else:
+        print(f"Block 0's MLP writes vectors of about the residual's own length ({ratio:.1f}x): on this model it "
+              "adjusts the embeddings rather than overwriting them")
     """,
     title="who writes how much",
 )
@@ -432,8 +461,10 @@ nb.summary([
     "The scores are divided by √(head size) so the softmax neither saturates nor stays flat as heads grow.",
     ("The **causal mask** gives future tokens weight exactly 0, so earlier outputs never depend on later "
      "tokens, which lets GPT-2 train on every position at once."),
-    ("A GPT-2 block is `x + attention(ln_1(x))`, then `+ MLP(ln_2(·))`. The fused `c_attn` makes Q, K "
-     "and V in one product, and `Conv1D` weights are stored (in, out)."),
+    ("A GPT-2 block is `x + attention(ln_1(x))`, then `+ MLP(ln_2(·))`: layer norm (subtract the mean, divide "
+     "by the spread, then a learned gain and bias) sits at the input of each branch (pre-LN), so the residual "
+     "stream itself is never normalised until `ln_f`. The fused `c_attn` makes Q, K and V in one product, and "
+     "`Conv1D` weights are stored (in, out)."),
     ("Redone by hand with the model's own weights, every block matches `transformers` to float32 "
      "rounding (about 1e-6 here), and so does the next-token prediction."),
 ], outro="Next: notebook 04 looks at the attention weights of every head and asks what the heads are doing.")

@@ -157,6 +157,33 @@ fig = stats.plot()
 plt.show()
 """)
 
+nb.md("""
+A heatmap shows which heads stand out from each other, not whether any stands out from a head that
+does nothing in particular. So here is every head's value of each statistic next to that of a head
+spreading its weight evenly (the grey line). The induction score is measured on a different sequence
+(random tokens, repeated: below), so its even head differs: on a chunk of L tokens repeated it spreads
+over up to 2L + 1 tokens, and puts about 1/(1.5 L) of its weight on the one an induction head wants.
+""")
+
+nb.code("""
+baselines = stats.baselines()
+frame = stats.to_frame()
+fig, axes = plt.subplots(1, 4, figsize=(15, 3.2))
+for ax, name in zip(axes, ["entropy", "first_token", "previous_token", "induction"]):
+    ax.scatter(frame["layer"] + (frame["head"] / frame["head"].max() - 0.5) * 0.6, frame[name], s=12)
+    ax.axhline(baselines[name], color="0.5", lw=1.5, label="a head spreading evenly")
+    ax.set_xlabel("layer (heads side by side)")
+    ax.set_title(hs.STAT_NAMES[name], fontsize=9)
+axes[0].legend(fontsize=8)
+plt.tight_layout()
+plt.show()
+for name in ["first_token", "previous_token", "induction"]:
+    ratio = stats.above_baseline(name)
+    layer, head = np.unravel_index(ratio.argmax(), ratio.shape)
+    print(f"{name:15s} even head {baselines[name]:.3f}; best head {stats.layers[layer]}.{head}: "
+          f"{getattr(stats, name)[layer, head]:.3f} = {ratio.max():.1f} x the even head")
+""")
+
 nb.code("""
 for name in ["first_token", "previous_token", "induction"]:
     print(f"top heads by {name}:")
@@ -164,10 +191,12 @@ for name in ["first_token", "previous_token", "induction"]:
 """)
 
 nb.md("""
-Published analyses of GPT-2 small find, among others, a strong previous-token head in layer 4
-(head 4.11), induction heads in layers 5 to 7 (for example 5.1, 5.5 and 6.9) and many heads in later
-layers that rest on the first token. Compare with the tables above for the model you loaded; a small
-model trained briefly may show weaker or no specialised heads.
+Published analyses of GPT-2 small find, among others, previous-token heads (2.2 and 4.11) and
+induction heads (5.5 and 6.9) in the circuit that Wang et al. (2022, "Interpretability in the Wild",
+arXiv:2211.00593) traced through it, and Nanda's *induction mosaic* (neelnanda.io/mosaic), measured with
+the repeated-random-tokens test used below, shows GPT-2 small's induction heads in layers 5 to 7.
+Compare with the numbers above for the model you loaded; a small model trained briefly may show weaker
+or no specialised heads.
 
 ### The strongest previous-token head
 
@@ -191,26 +220,43 @@ earlier layer (to know what came before each token), which is why induction head
 layers.
 
 To measure this without any help from meaning, take random tokens and repeat them. The second copy is
-unpredictable from language knowledge, but perfectly predictable by copying. A query in the second copy
+unpredictable from language knowledge, but perfectly predictable by copying. The tokens are drawn from
+those the model has *seen* in training (`hs.seen_tokens`: at least five times in the course's training
+text): a small model trained on one text has never met half of its vocabulary, and a sequence of such
+tokens would only test how lost it is on tokens it cannot know. A query in the second copy
 at position $q$ has seen its token at $q - L$ (chunk length $L$); an induction head attends to
 $q - L + 1$, one step to the right of the earlier occurrence. On the heatmap that is a stripe parallel to
 the diagonal, $L - 1$ tokens to its left.
+
+We call a head an **induction head** only when its score is at least `hs.INDUCTION_MARGIN` = 4 times
+that of a head spreading evenly over the same sequence: an even head already scores about 1/(1.5 L)
+without copying anything, and a head a little above it may be noise.
 """)
 
 nb.code("""
-ids, start, period = hs.repeated_random_tokens(lm, length=30, n_sequences=1, seed=0)
-repeated = gpt2lab.capture_attention(lm, ids[0])
+induction_heads = stats.induction_heads()
 best = stats.top("induction", k=1).iloc[0]
 ind_layer, ind_head = int(best["layer"]), int(best["head"])
-even = torch.ones(ids.shape[1], ids.shape[1]).tril()
-even = (even / even.sum(-1, keepdim=True))[None, None]
-print(f"head {ind_layer}.{ind_head}: induction score {best['induction']:.2f} "
-      f"(a head spreading evenly would score {hs.induction_score(even, period, start)[0, 0]:.2f})")
+times = best["induction"] / baselines["induction"]
+if len(induction_heads):
+    print(f"{len(induction_heads)} induction head(s) clear {hs.INDUCTION_MARGIN:.0f} x the even head's "
+          f"{baselines['induction']:.3f}: " + ", ".join(f"{r.layer}.{r.head} ({r.times_baseline:.1f} x)"
+                                                        for r in induction_heads.head(5).itertuples()))
+else:
+    print(f"this model has no induction head: its best, {ind_layer}.{ind_head}, scores {best['induction']:.3f}, "
+          f"{times:.1f} x the even head's {baselines['induction']:.3f} (an induction head needs "
+          f"{hs.INDUCTION_MARGIN:.0f} x). Real GPT-2 small has several, in layers 5 to 7 (Wang et al. 2022; "
+          "Nanda's induction mosaic)")
+# the claim printed above, checked: a head is named an induction head exactly when it clears the margin
+assert (len(induction_heads) > 0) == (times >= hs.INDUCTION_MARGIN)
+ids, start, period = hs.repeated_random_tokens(lm, length=30, n_sequences=1, seed=0)
+repeated = gpt2lab.capture_attention(lm, ids[0])
 fig, ax = plt.subplots(figsize=(5.5, 5.5))
 ax.imshow(repeated.head(ind_layer, ind_head).numpy(), cmap="Blues", vmin=0, vmax=1)
 ax.axvline(start + period - 0.5, color="orange", lw=1)
 ax.axhline(start + period - 0.5, color="orange", lw=1)
-ax.set_title(f"layer {ind_layer}, head {ind_head} on {period} random tokens, repeated")
+kind = "the strongest induction head" if len(induction_heads) else "the best induction score (not an induction head)"
+ax.set_title(f"{ind_layer}.{ind_head}, {kind},\\non {period} random tokens, repeated", fontsize=10)
 ax.set_xlabel("key")
 ax.set_ylabel("query")
 plt.show()
@@ -219,8 +265,8 @@ plt.show()
 nb.md("""
 What induction buys the model: its loss on each token of the sequence. On the first copy every token is
 random, so the loss stays high; on the second copy a model with working induction heads predicts the
-repeated tokens and its loss drops. (For real GPT-2 it drops to a small fraction; if the two means
-below are about equal, the loaded model has not learned to copy.)
+repeated tokens and its loss drops (Olsson et al. 2022 use exactly this drop as their measure of
+in-context learning). If the two means below are about equal, the loaded model has not learned to copy.
 """)
 
 nb.code("""
@@ -237,13 +283,25 @@ ax.legend()
 plt.show()
 first, second = losses[:period - 1].mean().item(), losses[period:].mean().item()
 print(f"mean loss on the first copy {first:.2f} nats, on the second copy {second:.2f} nats")
+drop = 1 - second / first
+if drop > 0.25:
+    print(f"the second copy costs {100 * drop:.0f} % less: the model copies from the first")
+else:
+    print(f"the second copy costs about as much ({100 * drop:+.0f} %): the model does not copy from the first")
+if len(induction_heads):  # induction heads are what makes the second copy cheap
+    assert second < first, "the model has induction heads but the second copy is no easier: revise the text"
 """)
 
 nb.md("""
 ## Explorer
 
-Type a text and pick a layer and a head. The explorer starts on the strongest induction head found
-above; try a text with a repetition in it.
+Type a text and pick a layer and a head. The explorer starts on the head with the best induction score
+found above (an induction head only if the cell above says so); try a text with a repetition in it.
+
+**A task for the explorer.** The default text repeats "Mr and Mrs Dursley". Find a head whose row for
+the second "Dursley" (or the second "Mrs") puts its largest weight on the token *after* the first one.
+Then switch to the strongest previous-token head (the table above names it): where does the same row
+look? Does any head of this model do what an induction head does on this text?
 """)
 
 nb.code("""
@@ -273,18 +331,36 @@ nb.exercise(
     """
     Does the induction score depend on how long the repeated chunk is? Measure the best head's score
     (`hs.measure_induction(lm, length=L)`, take the maximum over heads) for a few chunk lengths and plot
-    it against the length.
+    it against the length, together with the score of a head spreading evenly
+    (`hs.uniform_baselines(2, induction_length=L)["induction"]`). Which of the two makes the curve fall?
     """,
     """
     lengths = gpt2lab.course.scaled(quick=[5, 10, 20, 40], full=[5, 10, 20, 50, 100, 200])
     longest = (lm.context_length - 1) // 2
     lengths = [L for L in lengths if L <= longest]
     best_scores = [hs.measure_induction(lm, length=L, n_sequences=2).max() for L in lengths]
-    plt.figure(figsize=(5, 3))
-    plt.plot(lengths, best_scores, "o-")
-    plt.xlabel("length of the repeated chunk")
-    plt.ylabel("best induction score")
+    even_scores = [hs.uniform_baselines(2, induction_length=L)["induction"] for L in lengths]
+    ratios = [b / e for b, e in zip(best_scores, even_scores)]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3))
+    left.plot(lengths, best_scores, "o-", label="best head")
+    left.plot(lengths, even_scores, "s--", color="0.5", label="a head spreading evenly")
+    left.set_xlabel("length of the repeated chunk")
+    left.set_ylabel("induction score")
+    left.legend()
+    right.plot(lengths, ratios, "o-")
+    right.axhline(hs.INDUCTION_MARGIN, color="orange", lw=1, label="induction-head margin")
+    right.set_xlabel("length of the repeated chunk")
+    right.set_ylabel("best / even")
+    right.legend()
     plt.show()
+    for L, b, e, r in zip(lengths, best_scores, even_scores, ratios):
+        print(f"L = {L:3d}: best {b:.3f}, even {e:.3f}, {r:.1f} x")
+    # Answer, from the numbers: the even head's score is about 1/(1.5 L), so it falls with L whatever
+    # the model does. A real induction head holds its score as L grows, and its ratio climbs.
+    if max(ratios) < hs.INDUCTION_MARGIN:
+        print("no length lifts the best head past the margin: the falling curve is the baseline falling")
+    else:
+        print("the ratio clears the margin: part of the curve is real copying, not just the baseline")
     """,
     title="induction and chunk length",
 )
@@ -297,8 +373,11 @@ nb.summary([
     "The offline page, the heatmaps and the explorer show the same thing without any network.",
     ("Entropy, first-token share, previous-token score and induction score summarise each head; compare them "
      "with a head that spreads evenly."),
+    ("Every head statistic means something only next to a head spreading evenly; here an induction head must "
+     "score at least 4 times such a head on repeated random tokens (drawn from tokens the model has seen)."),
     ("Induction heads attend to the token after an earlier occurrence of the current token; on a repeated "
-     "random sequence they make the second copy predictable, which shows up as a drop in loss."),
+     "random sequence they make the second copy predictable, which shows up as a drop in loss. Real GPT-2 "
+     "small has them in layers 5 to 7; the notebook says whether the loaded model has any."),
 ], outro="Next: notebook 05 turns the model's next-token probabilities into text with different decoding strategies.")
 
 nb.write()

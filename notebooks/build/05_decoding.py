@@ -105,10 +105,17 @@ the text above for the same effect in the model you loaded.
 
 ## 3 · Why the KV cache matters
 
-At step $t$ the model needs keys and values for all $t$ earlier tokens. Without a cache it recomputes
-them for the whole sequence at every step, so step $t$ costs about $t$ units and a text of $n$ tokens
-costs about $n^2/2$. With the **KV cache** the keys and values of earlier positions are stored, each
-step feeds only the newest token, and the total cost grows linearly. Same tokens either way:
+At step $t$ the model needs keys and values for all $t$ earlier tokens. Without a cache it runs the
+whole sequence through every layer again at every step: the embeddings, the Q/K/V projections, the
+MLPs and the output projections of all $t$ positions, so step $t$ costs about $t$ units of that
+per-token work and a text of $n$ tokens about $n^2/2$. With the **KV cache** the keys and values of
+earlier positions are stored, and each step feeds only the newest token: one token's projections and
+MLPs per step, a constant amount. What the cache does **not** save is attention itself: the new
+token's query is still compared with all $t$ cached keys and averages $t$ cached values, so that part
+of a step still grows with $t$ and the whole text still costs about $n^2/2$ of it. It is cheap per
+position (a dot product of one head's width, against the projections' and MLP's matrix products of the
+full width), so for the lengths here the per-token work the cache removes dominates. Same tokens
+either way:
 """)
 
 nb.code("""
@@ -134,9 +141,10 @@ pd.DataFrame({"new tokens": lengths, "cache s": with_cache, "no cache s": withou
 """)
 
 nb.md("""
-The gap widens with length: the uncached curve bends upwards (quadratic), the cached one stays close
-to a straight line. On a small model and short texts fixed per-step costs dominate, so the ratio starts
-small; it keeps growing with the length.
+The gap widens with length: the uncached curve bends upwards, the cached one rises far more slowly
+(its attention part still grows with the length, but for these lengths it is a small share of a step).
+On a small model and short texts fixed per-step costs dominate, so the ratio starts small; it keeps
+growing with the length.
 
 ## 4 · Beam search
 
@@ -280,8 +288,11 @@ nb.md("""
 
 Two transforms fight loops directly:
 
-* the **repetition penalty** (CTRL, Keskar et al. 2019) divides the logit of every token already in
-  the text by the penalty (multiplies it when negative), so both move towards "less likely";
+* the **repetition penalty** divides the logit of every token already in the text by the penalty. CTRL
+  (Keskar et al. 2019, section 4.1), which introduced it, divides whatever the sign, so a *negative*
+  logit divided by 1.3 moves towards 0 and the token becomes *more* likely. The sign-aware rule is
+  Hugging Face's (transformers' `RepetitionPenaltyLogitsProcessor`), and `decoding.penalize_repetition`
+  follows it: it divides positive logits and multiplies negative ones, so both move towards "less likely";
 * **no-repeat n-gram blocking** forbids any token that would complete an n-gram already present.
 
 Both also count the prompt. Greedy decoding is where loops are worst, so compare there:
@@ -370,6 +381,11 @@ Type a prompt, pick a mode and move the sliders. The table lists the likeliest n
 probability under the model and after the mode's transforms (and whether they survive the cut-offs);
 the chart draws the cut-offs; the continuations below are generated live with the current settings and
 a fixed seed, so what changes when you move a slider is the effect of that slider, not new luck.
+
+**A task for the explorer.** In `sample-top-p` mode, lower `top_p` from 0.92 step by step: find the
+lowest `top_p` at which more than one next token still survives the cut-off after `ROMEO:\\n`, and
+read how the continuations change once only one survives (it is then greedy decoding). Then pick
+`sample` and raise the temperature to 1.5: how many tokens does the same `top_p` keep now?
 """)
 
 nb.code("""
@@ -427,7 +443,8 @@ nb.summary([
     "The repetition penalty and n-gram blocking act on the scores before sampling and directly fight loops.",
     "Each transform in `gpt2lab.generation.transforms` equals the corresponding `transformers` processor; the greedy and beam "
     "loops are token-identical to `model.generate`, and with the same seed so is sampling.",
-    "The KV cache turns the quadratic cost of recomputing the whole text at every step into a linear one.",
+    ("The KV cache stores earlier keys and values, so each step runs one token through the projections and "
+     "MLPs instead of the whole text; attention over the cache still grows with the length."),
     "`gpt2lab.generate` validates its parameters, reports the ones a mode ignores, and batches prompts into one "
     "call; the same parameters drive the CLI, the batch job and the HTTP endpoint.",
 ], outro="""

@@ -49,7 +49,7 @@ space belongs to the word after it, as in GPT-2's own pieces.
 """)
 
 nb.code("""
-text = "I disapprove of what you say, but"
+text = "I pray you, sir, I pray"
 split = split_words(lm.tokenizer, text)
 for word in split.words:
     print(f"{word.text!r:14} <- pieces {[lm.tokenizer.decode([split.input_ids[t]]) for t in word.tokens]}")
@@ -88,9 +88,31 @@ still reacts to every word's noise, every $\\sigma$ feels both terms, and each r
 output tolerates. You will test that claim below.
 """)
 
+nb.md("""
+An explanation is only worth reading for a prediction the model is sure of, and best for one whose reason
+we can check. Our sentence repeats a phrase: after "I pray you, sir, I pray" the next word is almost
+forced. If the model completes it by copying from the first "I pray you", the word it copies, the first
+"you", should matter; if it simply knows the phrase "I pray you", the last "pray" should matter most and
+the first "you" little. First, what does it
+predict, and how surely?
+""")
+
 nb.code("""
-steps = course.scaled(quick=100, full=300)  # fewer steps on a CPU: a rougher but quick answer
-result = gpt2lab.word_importance(lm, text, steps=steps)
+import torch
+
+with torch.no_grad():
+    probs = torch.softmax(lm.model(lm.encode(text)).logits[0, -1].float(), dim=-1)
+top_p, top_id = probs.max(dim=-1)
+print(f"next piece after {text!r}: {lm.decode([top_id.item()])!r} with p = {top_p.item():.2f}")
+assert top_p > 0.5, "the example prediction is no longer a confident one: choose another sentence"
+""")
+
+nb.code("""
+steps = course.scaled(quick=200, full=300)  # a ceiling: each search stops once its answer has settled
+# on a CPU, "settled" is looser (sigmas within 10 % over 20 steps instead of 5 % over 30): a rougher answer, sooner
+settle = course.scaled(quick={"stop_tol": 0.1, "patience": 20}, full={})
+result = gpt2lab.word_importance(lm, text, steps=steps, **settle)
+print(f"settled after {result.steps_run} of at most {steps} steps")
 result
 """)
 
@@ -104,7 +126,17 @@ numbers.
 nb.code("""
 result.plot(show_loss=True)
 plt.show()
-result.to_dataframe().round(3)
+table = result.to_dataframe()
+first_you = int(table.loc[2, "rank"])  # words: I, pray, you, ... the first "you" is the word to copy
+last_pray = int(table["rank"].iloc[-1])
+print(f"most important: {result.ranking()[:3]}; the last 'pray' ranks {last_pray}, the first 'you' "
+      f"{first_you} of {len(table)}")
+if first_you <= len(table) // 2:
+    print("the first 'you' is among the more important half: the model leans on the earlier copy")
+else:
+    print("the first 'you' is among the less important half: the model completes a phrase it knows "
+          "rather than copying the earlier one")
+table.round(3)
 """)
 
 nb.md("""
@@ -117,41 +149,56 @@ are judged on equal terms. Lower is better: it is the quantity both searches min
 """)
 
 nb.code("""
-from_half = gpt2lab.word_importance(lm, text, steps=steps, init=0.5)
+from_half = gpt2lab.word_importance(lm, text, steps=steps, init=0.5, **settle)
+losses = {}
 for name, answer in [("default start (init=0.05)", result), ("half the ceiling (init=0.5)", from_half)]:
     score = importance.objective(lm, answer)
+    losses[name] = score.loss
+    at_ceiling = int((answer.sigma >= 0.9 * answer.scale).sum())
     print(f"{name:28} loss {score.loss:.3f} (fit {score.fit:.3f} +- {score.fit_error:.3f}, "
-          f"mean log sigma {score.entropy:.2f}); most important: {answer.ranking()[:3]}")
+          f"mean log sigma {score.entropy:.2f}); {at_ceiling} word(s) at the ceiling; "
+          f"most important: {answer.ranking()[:3]}")
+low_start_wins = losses["default start (init=0.05)"] < losses["half the ceiling (init=0.5)"]
+print("the small start ends lower" if low_start_wins else "the start at half the ceiling ends lower here")
 """)
 
 nb.md("""
-Started high, several words sit at the ceiling: their information was gone from the first step, so no
-gradient ever told them to come back, and the output pays for it (a larger fit term). On the embedded
-model the small start ends lower on every sentence of `bench/bench_importance.py`, and two seeds rank the
-words alike, which they do not from half the ceiling.
+Started high, a word whose information is gone from the first step gets no gradient telling it to come
+back, and the output pays for it (a larger fit term); the lines above count the words left at the ceiling
+and say which start ends lower on this sentence. On the embedded model the small start ends lower on every
+sentence of `bench/bench_importance.py`, and two seeds rank the words alike, which they do not from half the
+ceiling.
 """)
 
 nb.md("""
-Which words matter most for this model, and do they make sense to you? The small embedded model was
-trained on Shakespeare only, so its next piece (shown above the bar chart) may be a line break or a
-comma rather than a word; the importances explain whatever it predicts. If you have a GPU, run the
-notebook with `GPT2LAB_MODEL=gpt2` and compare what real GPT-2 relies on for the same sentence.
+If you have a GPU, run the notebook with `GPT2LAB_MODEL=gpt2` and compare what real GPT-2 relies on for
+the same sentence.
 
 ### Several sentences in one batch
 
 Give a list and all sentences are optimised together. The noise of each sentence depends only on the seed
 and its own text, so a sentence gets the same answer alone or in a batch. A sentence that settles early
 leaves the batch, and the others run on with fewer rows per step; `steps_run` says where each stopped.
+
+Two more predictions a play's reader can check: a speaker's name, half written. After `PETRU` the next
+piece can only continue *PETRUCHIO*, and after `KING RICHARD` a play that opened with *KING RICHARD III*
+continues with ` I`. Whatever else the model reads, the half-written name should matter most.
 """)
 
 nb.code("""
-lines = ["Shall I compare thee to a summer's day? Thou art more",
-         "O Romeo, Romeo! wherefore art thou",
-         "Friends, Romans, countrymen, lend me your"]
-results = gpt2lab.word_importance(lm, lines, steps=steps)
+lines = ["PETRUCHIO:\\nGood morrow, Kate.\\n\\nPETRU",
+         "KING RICHARD III:\\nNow is the winter.\\n\\nKING RICHARD",
+         text]
+results = gpt2lab.word_importance(lm, lines, steps=steps, **settle)
 for r in results:
     display(HTML(r.to_html()))
 print("steps run per sentence:", [r.steps_run for r in results], "of at most", steps)
+assert all(r.steps_run < steps for r in results), "a search hit the step ceiling before settling"
+for r in results[:2]:
+    name_rank = int(r.to_dataframe()["rank"].iloc[-1])  # the last word: the half-written name
+    print(f"...{r.text[-12:]!r} -> {r.prediction!r} (p = {r.prediction_prob:.2f}): most important "
+          f"{r.ranking()[:3]}; the half-written name {r.words[-1]!r} ranks {name_rank} of {len(r.words)}")
+    assert name_rank <= 2, "the half-written name is no longer among the two most important words"
 """)
 
 nb.md("""
@@ -172,8 +219,9 @@ next piece) with every method; higher always means more important:
 """)
 
 nb.code("""
+importance_settle = {f"importance_{k}": v for k, v in settle.items()}
 comparison = gpt2lab.compare_attributions(lm, text, importance_steps=steps,
-                                          shapley_samples=course.scaled(quick=4, full=20))
+                                          shapley_samples=course.scaled(quick=4, full=20), **importance_settle)
 display(comparison)
 comparison.plot()
 plt.show()
@@ -192,9 +240,11 @@ nb.md("""
 ## Attention is not importance
 
 Attention weights are tempting: they are right there and they sum to one. But a head can attend to a word
-and then pass on little of it (the value vectors and later layers decide), and GPT-2's heads park much of
-their attention on the first token regardless of meaning. Compare the attention columns with the
-perturbation column for this sentence:
+and then pass on little of it (the value vectors and later layers decide), and many heads park much of
+their attention on the first token regardless of meaning (notebook 04). So attention may agree with the
+perturbation method on one sentence and not on the next: it is a different quantity, and only a
+measurement says how well it stands in. Compare the attention columns with the perturbation column for
+this sentence:
 """)
 
 nb.code("""
@@ -231,11 +281,38 @@ on your own sentences before trusting any method.
 nb.code("""
 sentences = course.scaled(quick=lines[:2] + [text], full=lines + [text, "To be, or not to be, that is the",
                                                                     "Now is the winter of our discontent made"])
-report = attribution.faithfulness_table(lm, sentences, importance_steps=steps,
+# the table needs every method's ranking, not the last digit of sigma: on a CPU the search stops at 100 steps
+report = attribution.faithfulness_table(lm, sentences, importance_steps=course.scaled(quick=100, full=steps),
                                         shapley_samples=course.scaled(quick=4, full=20),
-                                        n_random=course.scaled(quick=10, full=50))
+                                        n_random=course.scaled(quick=10, full=50), **importance_settle)
 print("most faithful here:", report.best_method)
 report.table.round(3)
+""")
+
+nb.md("""
+What the numbers above say about attention, against the perturbation method and against captum's
+methods (the agreement is the rank correlation with `importance` on the first sentence; the gain is the
+mean deletion area over random orders' on all of them):
+""")
+
+nb.code("""
+agreement = comparison.rank_agreement("spearman")["importance"]
+captum_methods = ["occlusion", "shapley", "integrated_gradients"]
+attention_methods = ["attention_last", "attention_rollout"]
+gain = report.table["gain"]
+best_attention, best_captum = agreement[attention_methods].idxmax(), agreement[captum_methods].idxmax()
+print(f"agreement with importance: best attention {best_attention} {agreement[best_attention]:+.2f}, "
+      f"best captum {best_captum} {agreement[best_captum]:+.2f}")
+print(f"faithfulness gain: attention up to {gain[attention_methods].max():.2f}, captum up to "
+      f"{gain[captum_methods].max():.2f}, importance {gain['importance']:.2f} (1 = random order)")
+if agreement[best_attention] > agreement[best_captum]:
+    print("here attention agrees with the perturbation method better than captum's methods do")
+else:
+    print("here captum's methods agree with the perturbation method better than attention does")
+if gain[attention_methods].max() < gain[captum_methods].max():
+    print("but as a guide to which words to delete, attention is less faithful than captum's best method")
+else:
+    print("and as a guide to which words to delete, attention is as faithful as captum's best method here")
 """)
 
 nb.md("""
@@ -276,6 +353,15 @@ display(widgets.VBox([prompt, widgets.HBox([steps_slider, samples_slider, rate_s
 explain()
 """)
 
+nb.md("""
+**A task for the explorer.** Write the start of a speaker's line the model must complete, such as
+`ROMEO:` and a line of his, a blank line, then `JULI` (or a name of your own choosing from the plays), and
+press the button. Is the half-written name the most important word? Now add a second speaker line
+before it, so that the name appears earlier in the prompt too: does the earlier copy of the name gain
+importance (the model copies it), or does only the half-written name count (the model knows the name
+by heart)?
+""")
+
 nb.exercise(
     """
     **Noise budget.** Explain the sentence `"To be, or not to be, that is the"` with `rate=0.03`, `0.1` and
@@ -283,11 +369,20 @@ nb.exercise(
     """,
     solution="""
     sentence = "To be, or not to be, that is the"
+    rankings, mean_sigma = {}, {}
     for rate in (0.03, 0.1, 0.3):
-        res = gpt2lab.word_importance(lm, sentence, steps=course.scaled(quick=80, full=200), rate=rate,
-                                      progress=False)
+        res = gpt2lab.word_importance(lm, sentence, steps=course.scaled(quick=100, full=200), rate=rate,
+                                      progress=False, **settle)
+        rankings[rate], mean_sigma[rate] = res.ranking(), float(np.mean(res.sigma / res.scale))
         print(f"rate {rate}: sigma/scale {np.round(res.sigma / res.scale, 2)}")
         print("   ranking:", " > ".join(res.ranking()))
+    # Answer, from the numbers: a larger lambda rewards noise more, so the sigmas grow
+    grows = mean_sigma[0.03] < mean_sigma[0.1] < mean_sigma[0.3]
+    print(f"\\nmean sigma/scale {mean_sigma[0.03]:.2f} -> {mean_sigma[0.1]:.2f} -> {mean_sigma[0.3]:.2f}: "
+          + ("the sigmas grow with lambda" if grows else "the sigmas do not grow steadily with lambda"))
+    same_top = len({tuple(r[:3]) for r in rankings.values()}) == 1
+    print("the three most important words are the same at every lambda" if same_top else
+          "the top of the ranking changes with lambda: read a ranking together with the lambda it was made at")
     """,
     title="how lambda shapes the answer",
 )
@@ -300,11 +395,21 @@ nb.exercise(
     """,
     solution="""
     sentence = "The antidisestablishmentarianism of the"
-    kw = dict(steps=course.scaled(quick=80, full=200), progress=False)
+    kw = dict(steps=course.scaled(quick=100, full=200), progress=False, **settle)
     per_word = gpt2lab.word_importance(lm, sentence, unit="word", **kw)
     per_piece = gpt2lab.word_importance(lm, sentence, unit="token", **kw)
     print(per_word.to_dataframe()[["word", "sigma", "pieces"]])
     print(per_piece.to_dataframe()[["word", "sigma"]])
+    # Answer, from the numbers: compare the long word's shared sigma with its pieces' smallest and mean
+    n_pieces = len(per_word.pieces[1])
+    piece_sigmas = per_piece.sigma[1:1 + n_pieces]  # the long word's pieces follow "The"
+    shared = per_word.sigma[1]
+    print(f"\\nshared sigma {shared:.3f}; its {n_pieces} pieces: smallest {piece_sigmas.min():.3f}, "
+          f"mean {piece_sigmas.mean():.3f}")
+    closer = "smallest" if abs(shared - piece_sigmas.min()) < abs(shared - piece_sigmas.mean()) else "mean"
+    print(f"the shared sigma is closer to the {closer}: "
+          + ("one noise level for all pieces can be no larger than the most sensitive piece tolerates"
+             if closer == "smallest" else "the pieces' tolerance is pooled, not limited by the most sensitive"))
     """,
     title="word-level vs piece-level sigma",
 )
@@ -322,6 +427,11 @@ nb.exercise(
     print({m: round(a, 3) for m, a in sorted(areas.items(), key=lambda kv: -kv[1])})
     print("random orders:", round(masked.random_area, 3))
     print("most faithful with blanks and log p(target):", max(areas, key=areas.get))
+    # Answer: compare with the deletion test above (remove, KL) on the same sentence
+    removed = max(deletion.areas, key=deletion.areas.get)
+    masked_best = max(areas, key=areas.get)
+    print(f"with removal and KL it was {removed}: the most faithful method "
+          + ("stays the same" if removed == masked_best else "changes with how words are deleted and what is measured"))
     """,
     title="masking instead of removing",
 )
@@ -336,7 +446,8 @@ nb.summary([
     "seeds agree on, where a start at half the ceiling leaves words stuck at the ceiling; "
     "`importance.objective` judges two answers on equal terms.",
     "captum gives occlusion, Shapley sampling and integrated gradients on the same words; attention weights "
-    "are a different quantity and often disagree with every perturbation-based method.",
+    "are a different quantity, which may or may not agree with them: the rank correlations and deletion areas "
+    "measure how well each stands in, per model and sentence.",
     "Plausible pictures are not evidence: deletion curves against random orders, over many sentences, say "
     "which method is faithful for a given model.",
 ])

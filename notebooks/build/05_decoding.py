@@ -291,7 +291,7 @@ Two transforms fight loops directly:
 * the **repetition penalty** divides the logit of every token already in the text by the penalty. CTRL
   (Keskar et al. 2019, section 4.1), which introduced it, divides whatever the sign, so a *negative*
   logit divided by 1.3 moves towards 0 and the token becomes *more* likely. The sign-aware rule is
-  Hugging Face's (transformers' `RepetitionPenaltyLogitsProcessor`), and `decoding.penalize_repetition`
+  Hugging Face's (transformers' `RepetitionPenaltyLogitsProcessor`), and `transforms.penalize_repetition`
   follows it: it divides positive logits and multiplies negative ones, so both move towards "less likely";
 * **no-repeat n-gram blocking** forbids any token that would complete an n-gram already present.
 

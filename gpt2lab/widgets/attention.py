@@ -7,11 +7,15 @@ from typing import TYPE_CHECKING
 
 from gpt2lab.attention.capture import capture_attention
 from gpt2lab.attention.views import check_heads, plot_head
+from gpt2lab.widgets.common import task_line
 
 if TYPE_CHECKING:
     from gpt2lab.loading import LM
 
-__all__ = ["AttentionExplorer", "attention_explorer"]
+__all__ = ["ATTENTION_TASK", "AttentionExplorer", "attention_explorer"]
+
+ATTENTION_TASK = ("step through the layers and heads: find a head where every token looks at the one just before it, "
+                  "and one where a repeated word looks at what followed its first occurrence.")
 
 
 class AttentionExplorer:
@@ -44,7 +48,8 @@ class AttentionExplorer:
         self.text_box.observe(self._on_text, names="value")
         self.layer_selector.observe(self._on_choice, names="value")
         self.head_selector.observe(self._on_choice, names="value")
-        self.widget = widgets.VBox([self.text_box, widgets.HBox([self.layer_selector, self.head_selector]),
+        self.widget = widgets.VBox([task_line(ATTENTION_TASK), self.text_box,
+                                    widgets.HBox([self.layer_selector, self.head_selector]),
                                     self.status, self.output])
         self.redraw()
 

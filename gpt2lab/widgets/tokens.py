@@ -12,11 +12,15 @@ import html
 import sys
 from collections.abc import Mapping
 
-__all__ = ["TOKEN_VIEWS", "in_colab", "tokens_html", "show_tokens", "tokenizer_explorer"]
+from gpt2lab.widgets.common import task_line
+
+__all__ = ["TOKENIZER_TASK", "TOKEN_VIEWS", "in_colab", "tokens_html", "show_tokens", "tokenizer_explorer"]
 
 # Soft background colours that stay readable in light and dark themes (text is forced dark).
 _TOKEN_COLOURS = ("#ffd8a8", "#c3fae8", "#d0bfff", "#ffc9c9", "#b2f2bb", "#a5d8ff", "#fcc2d7", "#ffec99")
 TOKEN_VIEWS = ("markers", "text")
+TOKENIZER_TASK = ("type one word in several forms (play, playing, replayed) and switch tokenizers: which one keeps "
+                  "it whole, and how many tokens does each need for your text?")
 
 
 def in_colab() -> bool:
@@ -99,6 +103,6 @@ def tokenizer_explorer(tokenizers: Mapping[str, object], text: str = "To be, or 
     for control in (text_box, choice, view):
         control.observe(update, names="value")
     update()
-    box = widgets.VBox([text_box, choice, view, shown, table])
+    box = widgets.VBox([task_line(TOKENIZER_TASK), text_box, choice, view, shown, table])
     box.text, box.choice, box.view, box.tokens, box.counts = text_box, choice, view, shown, table
     return box

@@ -38,7 +38,13 @@ def explorer_lab(tmp_path_factory):
 def explore(explorer_lab):
     """explore(name): the explorer of that section; the test then fails on any JavaScript error."""
     explorer_lab.clear_errors()
-    return explorer_lab.explorer
+
+    def opened(name: str):
+        ex = explorer_lab.explorer(name)
+        ex.shot("1-opened")
+        return ex
+
+    return opened
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +54,9 @@ def embedded_tokenizer():
     return AutoTokenizer.from_pretrained(str(ROOT / "gpt2lab" / "embedded" / "shakespeare-gpt2"))
 
 
-def _no_errors(lab: ExplorerLab, explorer) -> None:
+def _no_errors(lab: ExplorerLab, explorer, shot: str) -> None:
+    """Take the final screenshot, then fail on any error and on a median answer beyond the generous bound."""
+    explorer.shot(shot)
     assert lab.callback_errors() == "", "a widget callback raised in the kernel"
     print(f"{explorer.name}: answers "
           + ", ".join(f"{t:.2f}" for t in explorer.times) + f" s (median {median(explorer.times):.2f} s)")
@@ -85,7 +93,6 @@ def test_ngram_explorer(explorer_lab, explore):
     from gpt2lab.basics.ngram import NGramLM
 
     ex = explore("ngram")
-    ex.shot("1-opened")
     report = lambda: ex.texts(".gpt2lab-ngram-report")[0]  # noqa: E731
     assert "char-level 3-gram, kneser-ney" in report()
     three = _number(report(), "held-out bits per character")
@@ -108,15 +115,13 @@ def test_ngram_explorer(explorer_lab, explore):
     assert "k = 0.001" in report()
     ex.toggle("token")
     assert "token-level 1-gram" in report() and "perplexity per token" in report()
-    ex.shot("2-moved")
-    _no_errors(explorer_lab, ex)
+    _no_errors(explorer_lab, ex, "2-moved")
 
 
 def test_tokenizer_explorer(explorer_lab, explore, embedded_tokenizer):
     from gpt2lab import data
 
     ex = explore("tokenizer")
-    ex.shot("1-opened")
     gpt2 = data.gpt2_tokenizer()
     boxes = lambda: ex.area.locator(".gpt2lab-tokens span").count()  # noqa: E731
     assert boxes() == len(gpt2(TEXTS["tokenizer"])["input_ids"])
@@ -132,13 +137,11 @@ def test_tokenizer_explorer(explorer_lab, explore, embedded_tokenizer):
     ex.toggle("text")  # decoded text: spaces shown as middle dots, no byte markers
     shown = "".join(ex.texts(".gpt2lab-tokens span"))
     assert "·" in shown and "Ġ" not in shown
-    ex.shot("2-moved")
-    _no_errors(explorer_lab, ex)
+    _no_errors(explorer_lab, ex, "2-moved")
 
 
 def test_attention_explorer(explorer_lab, explore, embedded_tokenizer):
     ex = explore("attention")
-    ex.shot("1-opened")
     image = lambda: ex.area.locator("img").first.get_attribute("src")  # noqa: E731
     status = lambda: ex.texts(".widget-html-content")[-1]  # noqa: E731
     assert f"{len(embedded_tokenizer(TEXTS['attention'])['input_ids'])} tokens" in status()
@@ -151,13 +154,11 @@ def test_attention_explorer(explorer_lab, explore, embedded_tokenizer):
     text = "Once more unto the breach, dear friends, once more"
     ex.type(".widget-textarea textarea", text)
     assert f"{len(embedded_tokenizer(text)['input_ids'])} tokens" in status()
-    ex.shot("2-moved")
-    _no_errors(explorer_lab, ex)
+    _no_errors(explorer_lab, ex, "2-moved")
 
 
 def test_decoding_explorer(explorer_lab, explore):
     ex = explore("decoding")
-    ex.shot("1-opened")
     table = lambda: ex.texts(".gpt2lab-distribution")[0]  # noqa: E731
     samples = lambda: ex.texts(".gpt2lab-samples")[0] if ex.texts(".gpt2lab-samples") else ""  # noqa: E731
     assert ex.slider_disabled("temperature")  # sample-top-p uses top_p alone
@@ -188,13 +189,11 @@ def test_decoding_explorer(explorer_lab, explore):
     assert samples() == ""
     ex.type(".widget-textarea textarea", "JULIET:\n")
     assert table() != before
-    ex.shot("2-moved")
-    _no_errors(explorer_lab, ex)
+    _no_errors(explorer_lab, ex, "2-moved")
 
 
 def test_settings_explorer(explorer_lab, explore):
     ex = explore("settings")
-    ex.shot("1-opened")
     text = lambda: ex.texts(".gpt2lab-continuation")[0]  # noqa: E731
     measures = lambda: ex.texts(".gpt2lab-measures")[0]  # noqa: E731
     assert ex.slider_disabled("top_k") and not ex.slider_disabled("top_p")
@@ -217,13 +216,11 @@ def test_settings_explorer(explorer_lab, explore):
     ex.key("seed", "ArrowRight")
     assert text() != drawn
     assert ex.area.locator("img").first.get_attribute("src")  # the parts-of-speech chart
-    ex.shot("2-moved")
-    _no_errors(explorer_lab, ex)
+    _no_errors(explorer_lab, ex, "2-moved")
 
 
 def test_importance_explorer(explorer_lab, explore):
     ex = explore("importance")
-    ex.shot("1-opened")
     ranking = lambda: ex.texts(".gpt2lab-ranking")[0]  # noqa: E731
     status = lambda: " ".join(ex.area.locator(".widget-html-content").all_inner_texts())  # noqa: E731
     words = set(ranking().split(":", 1)[1].replace(">", " ").split())
@@ -255,13 +252,11 @@ def test_importance_explorer(explorer_lab, explore):
                                                                         "discontent"}
     assert ex.area.locator("button:disabled").count() == 0 and ex.area.locator(".widget-progress").count() == 0
     ex.times.pop()  # the search itself is the long work that shows progress, not an interaction
-    ex.shot("2-explained")
-    _no_errors(explorer_lab, ex)
+    _no_errors(explorer_lab, ex, "2-explained")
 
 
 def test_memorisation_explorer(explorer_lab, explore):
     ex = explore("memorisation")
-    ex.shot("1-opened")
     rows = lambda: ex.area.locator(".gpt2lab-novelty-row")  # noqa: E731
     copied = lambda: [float(rows().nth(i).get_attribute("data-copied")) for i in range(rows().count())]  # noqa: E731
     assert rows().count() == 3 and "copied 8-grams" in ex.texts(".gpt2lab-novelty")[0]
@@ -278,5 +273,4 @@ def test_memorisation_explorer(explorer_lab, explore):
     ex.key("seed", "ArrowRight")
     assert ex.texts(".gpt2lab-novelty code") != texts
     assert all(0 <= c <= 100 and not math.isnan(c) for c in copied())
-    ex.shot("2-moved")
-    _no_errors(explorer_lab, ex)
+    _no_errors(explorer_lab, ex, "2-moved")

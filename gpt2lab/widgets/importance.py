@@ -65,9 +65,10 @@ def importance_explorer(lm, text: str = "The quality of mercy is not strained; i
 
     def stale(_change=None):
         if box.last is not None and key() not in answers:
-            _, steps_now, samples_now, rate_now = key()
-            status.value = (f"<i class='gpt2lab-stale'>{steps_now} steps, {samples_now} samples, "
-                            f"lambda {rate_now:.3g}: press <b>explain</b></i>")
+            text_now, steps_now, samples_now, rate_now = key()
+            words = len(text_now.split())
+            status.value = (f"<i class='gpt2lab-stale'>{words} word{'s' * (words != 1)}, {steps_now} steps, "
+                            f"{samples_now} samples, lambda {rate_now:.3g}: press <b>explain</b></i>")
         elif key() in answers:
             show(answers[key()])
 

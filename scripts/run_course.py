@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """Run the whole course headless: execute every ``notebooks/NN_*.ipynb`` in order, each on a fresh
-kernel, and write the executed notebooks as HTML pages under ``build/course/``.
+kernel, and write the executed notebooks as HTML pages under ``build/course/`` (an explorer appears
+there as a static picture of its opening state).
 
     python scripts/run_course.py                 # all notebooks
     python scripts/run_course.py 01 02           # pick notebooks by number or name fragment
@@ -58,7 +59,10 @@ def execute(path: Path, timeout: int = DEFAULT_CELL_TIMEOUT_S, kernel_name: str 
     nb = nbformat.read(str(path), as_version=4)
     # The kernel's own start-up log (e.g. "running over TCP without encryption" on loopback) is noise
     # here; what the notebook's code prints or warns still lands in the outputs.
-    client = NotebookClient(nb, timeout=timeout, kernel_name=kernel_name,
+    # No widget state is stored: an HTML page would then show the explorers only through a widget manager
+    # fetched from a CDN (blank offline, and inert without a kernel). Without it, each explorer's static
+    # picture of its opening state (its text/html, see gpt2lab.widgets.common.with_static_view) is shown.
+    client = NotebookClient(nb, timeout=timeout, kernel_name=kernel_name, store_widget_state=False,
                             extra_arguments=["--IPKernelApp.log_level=ERROR"],
                             resources={"metadata": {"path": str(path.parent)}})
     start = time.perf_counter()

@@ -272,9 +272,9 @@ class ExplorerLab:
             self.base_url, self.token = self._stack.enter_context(
                 jupyter_lab(self.root, self.home, env=_env_for_course()))
             playwright = self._stack.enter_context(sync_playwright())
-            browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
-            self._stack.callback(browser.close)
-            self.page = browser.new_page(viewport={"width": 1400, "height": 1600})
+            self.browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
+            self._stack.callback(self.browser.close)
+            self.page = self.browser.new_page(viewport={"width": 1400, "height": 1600})
             self.page.set_default_timeout(30_000)
             self.page.on("pageerror", lambda error: self.errors.append(f"pageerror: {error}"))
             self.page.on("console", self._console)

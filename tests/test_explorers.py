@@ -8,12 +8,15 @@ checks that no exception escaped and no shown HTML or output holds an error.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import ipywidgets as w
 import pytest
 
 from gpt2lab import data
 from gpt2lab.experiments import sweep
 from gpt2lab.widgets import (
+    STATIC_CLASS,
     TASK_CLASS,
     attention_explorer,
     decoding_explorer,
@@ -25,6 +28,7 @@ from gpt2lab.widgets import (
 )
 from gpt2lab.widgets.memorisation import sample_texts
 
+ROOT = Path(__file__).resolve().parents[1]
 LONG_TEXT = "the quick brown fox jumps over the lazy dog " * 300  # far past any context here
 
 
@@ -132,6 +136,54 @@ def test_every_explorer_opens_with_a_task_and_no_allowed_value_raises(lm, sonnet
         moves = sweep_controls(box, controls)
         assert moves >= len(controls), name
         assert shown_errors(box) == [], name
+
+
+def test_every_explorer_carries_a_static_picture_of_itself(lm, sonnet, gpt2_tokenizer):
+    """Displayed, an explorer offers its live view and a static text/html picture: its task, its controls'
+    values and what it shows (for an HTML export with no widget state, where the live view cannot run)."""
+    explorers = _all_explorers(lm, sonnet, gpt2_tokenizer)
+    shows = {"ngram": "gpt2lab-ngram-report", "tokenizer": "gpt2lab-tokens", "attention": "data:image/png;base64,",
+             "decoding": "gpt2lab-distribution", "settings": "gpt2lab-continuation", "importance": "lambda",
+             "memorisation": "gpt2lab-novelty-row"}
+    for name, (box, _) in explorers.items():
+        bundle = box._repr_mimebundle_()
+        assert "application/vnd.jupyter.widget-view+json" in bundle, name
+        picture = bundle["text/html"]
+        assert picture.startswith(f"<div class='{STATIC_CLASS}'>") and TASK_CLASS in picture, name
+        assert shows[name] in picture, f"{name}: the picture lacks {shows[name]!r}"
+    decoding, controls = explorers["decoding"]
+    assert "<b>temperature</b>: 0.70" in decoding._repr_mimebundle_()["text/html"]
+    controls["temperature"].value = 1.5  # the picture is taken when displayed: it follows the controls
+    assert "<b>temperature</b>: 1.50" in decoding._repr_mimebundle_()["text/html"]
+    assert "data:image/png;base64," in decoding._repr_mimebundle_()["text/html"]  # the chart
+
+
+def test_course_html_shows_an_explorer_without_a_kernel(tmp_path, monkeypatch):
+    """The course runner executes a notebook and writes HTML without widget state: the explorer's
+    static picture is in the page instead of a bare ``VBox(...)``, and the live view is not."""
+    import importlib.util
+
+    import nbformat
+
+    spec = importlib.util.spec_from_file_location("run_course", ROOT / "scripts" / "run_course.py")
+    run_course = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run_course)
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(
+        "from gpt2lab import data\nfrom gpt2lab.widgets import tokenizer_explorer\n"
+        "tokenizer_explorer({'GPT-2': data.gpt2_tokenizer()}, text='Hello there, world')")]
+    path = tmp_path / "00_explorer.ipynb"
+    nbformat.write(nb, str(path))
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    executed, _, error = run_course.execute(path, timeout=120)
+    assert error is None, error
+    target = tmp_path / "00_explorer.html"
+    run_course.write_html(executed, target)
+    page = target.read_text()
+    assert STATIC_CLASS in page and TASK_CLASS in page and "gpt2lab-tokens" in page
+    assert "Hello" in page and "VBox(children" not in page
+    assert "application/vnd.jupyter.widget-view+json" not in page  # no widget state: no dead live view
 
 
 def test_importance_explorer_at_its_slowest_bounds_is_refused_nowhere(lm):

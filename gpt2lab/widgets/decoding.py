@@ -13,7 +13,7 @@ import torch
 from gpt2lab.generation import decoding
 from gpt2lab.generation import pipeline as generation
 from gpt2lab.generation.params import MODE_PARAMETERS, MODES, GenerationParams, InvalidParameterError, applies
-from gpt2lab.widgets.common import figure_png, task_line
+from gpt2lab.widgets.common import figure_png, task_line, with_static_view
 
 __all__ = ["DECODING_TASK", "distribution_html", "summary_text", "distribution_figure", "decoding_explorer"]
 
@@ -190,7 +190,7 @@ def decoding_explorer(lm, prompt: str = "ROMEO:\n", *, top_n: int = 15, sample_t
     box.controls = controls
     box.refresh = refresh
     box.outputs = {"summary": summary, "table": table, "chart": chart, "samples": samples}
-    return box
+    return with_static_view(box)
 
 
 def _samples_html(lm, text, mode, temperature, top_k, top_p, num_beams, seed, sample_tokens, n_samples) -> str:

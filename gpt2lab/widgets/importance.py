@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import html
 
-from gpt2lab.widgets.common import check_ranges, figure_png, task_line
+from gpt2lab.widgets.common import check_ranges, figure_png, task_line, with_static_view
 
 __all__ = ["IMPORTANCE_TASK", "importance_report_html", "importance_explorer"]
 
@@ -113,4 +113,4 @@ def importance_explorer(lm, text: str = "The quality of mercy is not strained; i
         controls[name].observe(stale, names="value")
     if run:
         explain()
-    return box
+    return with_static_view(box)

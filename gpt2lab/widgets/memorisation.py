@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 from collections.abc import Callable
 
-from gpt2lab.widgets.common import check_ranges, task_line
+from gpt2lab.widgets.common import check_ranges, task_line, with_static_view
 
 __all__ = ["MEMORISATION_TASK", "sample_texts", "novelty_samples", "novelty_html", "memorisation_explorer"]
 
@@ -111,4 +111,4 @@ def memorisation_explorer(lm, training, *, prefix: str | None = None, truncate: 
     for control in controls.values():
         control.observe(refresh, names="value")
     refresh()
-    return box
+    return with_static_view(box)

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 
 from gpt2lab.basics.ngram import SMOOTHINGS, NGramLM
-from gpt2lab.widgets.common import task_line
+from gpt2lab.widgets.common import task_line, with_static_view
 
 __all__ = ["NGRAM_TASK", "TRAIN_SCORE_CHARS", "NGramReport", "evaluate_ngram", "report_html", "ngram_explorer"]
 
@@ -130,4 +130,4 @@ def ngram_explorer(train: str, valid: str, tokenizer=None, max_n: int = 10, samp
     for control in (n_slider, smoothing_buttons, k_slider, seed_box, level_buttons):
         control.observe(update, names="value")
     update()
-    return box
+    return with_static_view(box)

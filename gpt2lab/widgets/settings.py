@@ -11,7 +11,7 @@ from __future__ import annotations
 import html
 from collections.abc import Mapping
 
-from gpt2lab.widgets.common import check_ranges, figure_png, task_line
+from gpt2lab.widgets.common import check_ranges, figure_png, task_line, with_static_view
 
 __all__ = ["SETTINGS_MODES", "SETTINGS_TASK", "generation_params", "measure_continuation", "continuation_html",
            "settings_explorer"]
@@ -118,7 +118,7 @@ def settings_explorer(lm, prompt: str, reference: str | None = None, scorer=None
     for control in controls.values():
         control.observe(refresh, names="value")
     refresh()
-    return box
+    return with_static_view(box)
 
 
 def _pos_png(text: str, reference: str | None, reference_label: str) -> bytes:

@@ -12,7 +12,7 @@ import html
 import sys
 from collections.abc import Mapping
 
-from gpt2lab.widgets.common import task_line
+from gpt2lab.widgets.common import task_line, with_static_view
 
 __all__ = ["TOKENIZER_TASK", "TOKEN_VIEWS", "in_colab", "tokens_html", "show_tokens", "tokenizer_explorer"]
 
@@ -105,4 +105,4 @@ def tokenizer_explorer(tokenizers: Mapping[str, object], text: str = "To be, or 
     update()
     box = widgets.VBox([task_line(TOKENIZER_TASK), text_box, choice, view, shown, table])
     box.text, box.choice, box.view, box.tokens, box.counts = text_box, choice, view, shown, table
-    return box
+    return with_static_view(box)

@@ -59,10 +59,7 @@ def execute(path: Path, timeout: int = DEFAULT_CELL_TIMEOUT_S, kernel_name: str 
     nb = nbformat.read(str(path), as_version=4)
     # The kernel's own start-up log (e.g. "running over TCP without encryption" on loopback) is noise
     # here; what the notebook's code prints or warns still lands in the outputs.
-    # No widget state is stored: an HTML page would then show the explorers only through a widget manager
-    # fetched from a CDN (blank offline, and inert without a kernel). Without it, each explorer's static
-    # picture of its opening state (its text/html, see gpt2lab.widgets.common.with_static_view) is shown.
-    client = NotebookClient(nb, timeout=timeout, kernel_name=kernel_name, store_widget_state=False,
+    client = NotebookClient(nb, timeout=timeout, kernel_name=kernel_name,
                             extra_arguments=["--IPKernelApp.log_level=ERROR"],
                             resources={"metadata": {"path": str(path.parent)}})
     start = time.perf_counter()
@@ -75,9 +72,17 @@ def execute(path: Path, timeout: int = DEFAULT_CELL_TIMEOUT_S, kernel_name: str 
 
 
 def write_html(nb, target: Path) -> None:
+    """Write ``nb`` as an HTML page, without its widget state: with it, the page would show the explorers
+    only through a widget manager fetched from a CDN (blank offline, and inert without a kernel); without
+    it, each explorer's static picture of its opening state is shown (its ``text/html``, see
+    :func:`gpt2lab.widgets.common.with_static_view`)."""
+    import copy
+
     from nbconvert import HTMLExporter
 
-    body, _ = HTMLExporter().from_notebook_node(nb)
+    page = copy.deepcopy(nb)
+    page.metadata.pop("widgets", None)
+    body, _ = HTMLExporter().from_notebook_node(page)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(body, encoding="utf-8")
 

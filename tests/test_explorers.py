@@ -172,12 +172,15 @@ def test_course_html_shows_an_explorer_without_a_kernel(tmp_path, monkeypatch):
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.cells = [nbformat.v4.new_code_cell(
         "from gpt2lab import data\nfrom gpt2lab.widgets import tokenizer_explorer\n"
-        "tokenizer_explorer({'GPT-2': data.gpt2_tokenizer()}, text='Hello there, world')")]
+        "tokenizer_explorer({'GPT-2': data.gpt2_tokenizer()}, text='Hello there, world')"),
+        # output captured by an Output widget while the runner executes (as the importance explorer's progress)
+        nbformat.v4.new_code_cell("import ipywidgets as w\nout = w.Output()\nwith out:\n    print('captured')\nout")]
     path = tmp_path / "00_explorer.ipynb"
     nbformat.write(nb, str(path))
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
     executed, _, error = run_course.execute(path, timeout=120)
     assert error is None, error
+    assert "widgets" in executed.metadata  # the executed notebook has widget state; its page must not
     target = tmp_path / "00_explorer.html"
     run_course.write_html(executed, target)
     page = target.read_text()

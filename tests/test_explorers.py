@@ -127,8 +127,12 @@ def _all_explorers(lm, sonnet, gpt2_tokenizer):
     }
 
 
-def test_every_explorer_opens_with_a_task_and_no_allowed_value_raises(lm, sonnet, gpt2_tokenizer):
+def test_every_explorer_opens_with_a_task_and_no_allowed_value_raises(lm, sonnet, gpt2_tokenizer, caplog, recwarn):
+    """...and no library warning reaches the learner (a notebook would show it under the explorer)."""
+    import logging
+
     explorers = _all_explorers(lm, sonnet, gpt2_tokenizer)
+    caplog.set_level(logging.WARNING)
     assert len(explorers) == 7
     for name, (box, controls) in explorers.items():
         task = task_of(box)
@@ -136,6 +140,8 @@ def test_every_explorer_opens_with_a_task_and_no_allowed_value_raises(lm, sonnet
         moves = sweep_controls(box, controls)
         assert moves >= len(controls), name
         assert shown_errors(box) == [], name
+        assert [r.getMessage() for r in caplog.records] == [], f"{name} logged warnings"
+        assert [str(w.message) for w in recwarn] == [], f"{name} warned"
 
 
 def test_every_explorer_carries_a_static_picture_of_itself(lm, sonnet, gpt2_tokenizer):

@@ -28,6 +28,11 @@ def in_colab() -> bool:
     return "google.colab" in sys.modules
 
 
+def _ids(tokenizer, text: str) -> list[int]:
+    # verbose=False: a text longer than the model's context is fine to split into tokens here; no warning
+    return tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
+
+
 def _token_strings(tokenizer, ids: list[int], view: str) -> list[str]:
     if view == "markers":
         # The byte-level vocabulary entries themselves: "Ġthe", "Ċ", "Ã©" ...
@@ -47,7 +52,7 @@ def tokens_html(tokenizer, text: str, view: str = "markers", show_ids: bool = Fa
         raise ValueError(f"view={view!r} is not known; use one of {TOKEN_VIEWS}")
     if not isinstance(text, str):
         raise TypeError(f"text must be a string, got {type(text).__name__}")
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    ids = _ids(tokenizer, text)
     pieces = []
     for i, (tid, tok) in enumerate(zip(ids, _token_strings(tokenizer, ids, view))):
         if view == "text":
@@ -68,7 +73,7 @@ def show_tokens(tokenizer, text: str, view: str = "markers", show_ids: bool = Fa
     from IPython.display import HTML, display
 
     display(HTML(tokens_html(tokenizer, text, view=view, show_ids=show_ids)))
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    ids = _ids(tokenizer, text)
     return _token_strings(tokenizer, ids, view)
 
 
@@ -95,7 +100,7 @@ def tokenizer_explorer(tokenizers: Mapping[str, object], text: str = "To be, or 
     def update(_change=None):
         shown.value = tokens_html(tokenizers[choice.value], text_box.value, view=view.value)
         rows = "".join(
-            f"<tr><td>{html.escape(name)}</td><td>{len(tok(text_box.value, add_special_tokens=False)['input_ids'])}"
+            f"<tr><td>{html.escape(name)}</td><td>{len(_ids(tok, text_box.value))}"
             f"</td><td>{len(tok)}</td></tr>" for name, tok in tokenizers.items())
         table.value = ("<table><tr><th>tokenizer</th><th>tokens for this text</th><th>vocabulary size</th></tr>"
                        f"{rows}</table>")

@@ -49,7 +49,7 @@ def extremes(control) -> list:
     a blank and an over-long text, both states of a check box, 0 and a large seed for a number box."""
     if isinstance(control, w.FloatLogSlider):
         return [control.base ** control.min, control.base ** control.max]
-    if isinstance(control, (w.IntSlider, w.FloatSlider)):
+    if isinstance(control, (w.IntSlider, w.FloatSlider, w.BoundedIntText)):
         return [control.min, control.max]
     if isinstance(control, (w.Dropdown, w.ToggleButtons)):
         return list(control._options_values)

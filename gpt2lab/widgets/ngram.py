@@ -95,7 +95,8 @@ def ngram_explorer(train: str, valid: str, tokenizer=None, max_n: int = 10, samp
                                               style=style)
     k_slider = widgets.FloatLogSlider(value=1.0, base=10, min=-3, max=1, step=0.25, description="add-k: k",
                                       continuous_update=False, style=style, disabled=smoothing != "add-k")
-    seed_box = widgets.IntText(value=0, description="sample seed", style=style, layout=widgets.Layout(width="160px"))
+    seed_box = widgets.BoundedIntText(value=0, min=0, max=2**31 - 1, description="sample seed", style=style,
+                                      layout=widgets.Layout(width="200px"))
     level_buttons = widgets.ToggleButtons(options=["char", "token"] if tokenizer is not None else ["char"],
                                           value="char", description="level", style=style)
     status = widgets.HTML()

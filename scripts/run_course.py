@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """Run the whole course headless: execute every ``notebooks/NN_*.ipynb`` in order, each on a fresh
-kernel, and write the executed notebooks as HTML pages under ``build/course/``.
+kernel, and write the executed notebooks as HTML pages under ``build/course/`` (an explorer appears
+there as a static picture of its opening state).
 
     python scripts/run_course.py                 # all notebooks
     python scripts/run_course.py 01 02           # pick notebooks by number or name fragment
@@ -71,9 +72,17 @@ def execute(path: Path, timeout: int = DEFAULT_CELL_TIMEOUT_S, kernel_name: str 
 
 
 def write_html(nb, target: Path) -> None:
+    """Write ``nb`` as an HTML page, without its widget state: with it, the page would show the explorers
+    only through a widget manager fetched from a CDN (blank offline, and inert without a kernel); without
+    it, each explorer's static picture of its opening state is shown (its ``text/html``, see
+    :func:`gpt2lab.widgets.common.with_static_view`)."""
+    import copy
+
     from nbconvert import HTMLExporter
 
-    body, _ = HTMLExporter().from_notebook_node(nb)
+    page = copy.deepcopy(nb)
+    page.metadata.pop("widgets", None)
+    body, _ = HTMLExporter().from_notebook_node(page)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(body, encoding="utf-8")
 

@@ -7,18 +7,23 @@ from typing import TYPE_CHECKING
 
 from gpt2lab.attention.capture import capture_attention
 from gpt2lab.attention.views import check_heads, plot_head
+from gpt2lab.widgets.common import figure_png, task_line, with_static_view
 
 if TYPE_CHECKING:
     from gpt2lab.loading import LM
 
-__all__ = ["AttentionExplorer", "attention_explorer"]
+__all__ = ["ATTENTION_TASK", "AttentionExplorer", "attention_explorer"]
+
+ATTENTION_TASK = ("step through the layers and heads: find a head where every token looks at the one just before it, "
+                  "and one where a repeated word looks at what followed its first occurrence.")
 
 
 class AttentionExplorer:
     """Type a text, pick a layer and a head, see the heatmap (works offline).
 
     Attributes a notebook (or a test) can drive: ``text_box``, ``layer_selector``, ``head_selector``;
-    ``capture`` holds the current AttentionCapture and ``figure`` the last heatmap drawn.
+    ``capture`` holds the current AttentionCapture, ``figure`` the last heatmap drawn and ``image`` the
+    widget showing it (a PNG).
     """
 
     def __init__(self, lm: LM, text: str = "The cat sat on the mat. The cat sat on the", layer: int = 0,
@@ -40,12 +45,14 @@ class AttentionExplorer:
             options=[("mean of heads", -1)] + [(f"head {h}", h) for h in range(self.capture.n_heads)],
             value=-1 if head is None else head, description="Head")
         self.status = widgets.HTML()
-        self.output = widgets.Output()
+        self.image = widgets.Image(format="png")
         self.text_box.observe(self._on_text, names="value")
         self.layer_selector.observe(self._on_choice, names="value")
         self.head_selector.observe(self._on_choice, names="value")
-        self.widget = widgets.VBox([self.text_box, widgets.HBox([self.layer_selector, self.head_selector]),
-                                    self.status, self.output])
+        self.widget = widgets.VBox([task_line(ATTENTION_TASK), self.text_box,
+                                    widgets.HBox([self.layer_selector, self.head_selector]),
+                                    self.status, self.image])
+        with_static_view(self.widget)
         self.redraw()
 
     def _on_text(self, change):
@@ -64,8 +71,6 @@ class AttentionExplorer:
     def redraw(self):
         """Draw the heatmap for the current text, layer and head."""
         import matplotlib.pyplot as plt
-        from IPython import get_ipython
-        from IPython.display import clear_output, display
 
         head = self.head_selector.value
         capture = self.capture
@@ -78,11 +83,7 @@ class AttentionExplorer:
         if self.figure is not None:
             plt.close(self.figure)
         self.figure = figure
-        if get_ipython() is not None:  # outside IPython there is nowhere to show it (a plain script, a test)
-            with self.output:
-                clear_output(wait=True)
-                display(figure)
-        plt.close(figure)  # shown through the Output widget; keep pyplot from showing it twice
+        self.image.value = figure_png(figure)  # also closes it: pyplot does not show it a second time
 
     def _ipython_display_(self):
         from IPython.display import display

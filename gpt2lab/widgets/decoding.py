@@ -7,7 +7,6 @@ cut-offs drawn), and a few live continuations generated with those settings.
 from __future__ import annotations
 
 import html
-import io
 from typing import TYPE_CHECKING
 
 import torch
@@ -15,8 +14,12 @@ import torch
 from gpt2lab.generation import decoding
 from gpt2lab.generation import pipeline as generation
 from gpt2lab.generation.params import MODE_PARAMETERS, MODES, GenerationParams, InvalidParameterError, applies
+from gpt2lab.widgets.common import figure_png, task_line, with_static_view
 
-__all__ = ["distribution_html", "summary_text", "distribution_figure", "decoding_explorer"]
+__all__ = ["DECODING_TASK", "distribution_html", "summary_text", "distribution_figure", "decoding_explorer"]
+
+DECODING_TASK = ("pick sample and drag temperature to its lowest: the top token's share nears 1 and the "
+                 "continuations agree; then pick sample-top-p and lower top_p: fewer tokens stay in the draw.")
 
 if TYPE_CHECKING:
     from gpt2lab.loading import LM
@@ -121,7 +124,6 @@ def decoding_explorer(lm: LM, prompt: str = "ROMEO:\n", *, top_n: int = 15, samp
     The widget's ``refresh()`` recomputes; ``controls`` maps names to the control widgets.
     """
     import ipywidgets as w
-    import matplotlib.pyplot as plt
 
     style = {"description_width": "90px"}
     layout = w.Layout(width="420px")
@@ -177,25 +179,22 @@ def decoding_explorer(lm: LM, prompt: str = "ROMEO:\n", *, top_n: int = 15, samp
                                                  **_settings_for(mode, temperature, top_k, top_p))
         summary.value = f"<b class='gpt2lab-summary'>{html.escape(summary_text(view, mode, beams))}</b>"
         table.value = distribution_html(view, mode, top_n, beams)
-        fig = distribution_figure(view, mode, top_k, top_p, top_n)
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=80)
-        plt.close(fig)
-        chart.value = buffer.getvalue()
+        chart.value = figure_png(distribution_figure(view, mode, top_k, top_p, top_n))
         samples.value = _samples_html(lm, text, mode, temperature, top_k, top_p, beams, controls["seed"].value,
                                       sample_tokens, n_samples) if controls["samples"].value else ""
 
     for control in controls.values():
         control.observe(refresh, names="value")
     refresh()
-    box = w.VBox([controls["prompt"], w.HBox([controls["mode"], controls["seed"], controls["samples"]]),
+    box = w.VBox([task_line(DECODING_TASK), controls["prompt"],
+                  w.HBox([controls["mode"], controls["seed"], controls["samples"]]),
                   w.HBox([w.VBox([controls["temperature"], controls["top_k"]]),
                           w.VBox([controls["top_p"], controls["num_beams"]])]),
                   summary, w.HBox([table, chart], layout=w.Layout(align_items="flex-start")), samples])
     box.controls = controls
     box.refresh = refresh
     box.outputs = {"summary": summary, "table": table, "chart": chart, "samples": samples}
-    return box
+    return with_static_view(box)
 
 
 def _samples_html(lm, text, mode, temperature, top_k, top_p, num_beams, seed, sample_tokens, n_samples) -> str:

@@ -11,9 +11,12 @@ import math
 from dataclasses import dataclass
 
 from gpt2lab.basics.ngram import SMOOTHINGS, Level, NGramLM, Smoothing
+from gpt2lab.widgets.common import task_line, with_static_view
 
-__all__ = ["TRAIN_SCORE_CHARS", "NGramReport", "evaluate_ngram", "report_html", "ngram_explorer"]
+__all__ = ["NGRAM_TASK", "TRAIN_SCORE_CHARS", "NGramReport", "evaluate_ngram", "report_html", "ngram_explorer"]
 
+NGRAM_TASK = ("set n to 1: the sample ignores all context (letters at their overall frequencies); raise n and "
+              "watch held-out bits per character fall, then rise again while the training-text bits keep falling.")
 TRAIN_SCORE_CHARS = 100_000  # score this much training text to show over-fitting (cheap, and enough)
 
 
@@ -92,7 +95,8 @@ def ngram_explorer(train: str, valid: str, tokenizer=None, max_n: int = 10, samp
                                               style=style)
     k_slider = widgets.FloatLogSlider(value=1.0, base=10, min=-3, max=1, step=0.25, description="add-k: k",
                                       continuous_update=False, style=style, disabled=smoothing != "add-k")
-    seed_box = widgets.IntText(value=0, description="sample seed", style=style, layout=widgets.Layout(width="160px"))
+    seed_box = widgets.BoundedIntText(value=0, min=0, max=2**31 - 1, description="sample seed", style=style,
+                                      layout=widgets.Layout(width="200px"))
     level_buttons = widgets.ToggleButtons(options=["char", "token"] if tokenizer is not None else ["char"],
                                           value="char", description="level", style=style)
     status = widgets.HTML()
@@ -120,11 +124,11 @@ def ngram_explorer(train: str, valid: str, tokenizer=None, max_n: int = 10, samp
         status.value = ""
         report.value = report_html(result)
 
-    box = widgets.VBox([widgets.HBox([n_slider, level_buttons]), smoothing_buttons,
+    box = widgets.VBox([task_line(NGRAM_TASK), widgets.HBox([n_slider, level_buttons]), smoothing_buttons,
                         widgets.HBox([k_slider, seed_box]), status, report])
     box.n, box.smoothing, box.k, box.seed, box.level, box.report, box.last = (
         n_slider, smoothing_buttons, k_slider, seed_box, level_buttons, report, None)
     for control in (n_slider, smoothing_buttons, k_slider, seed_box, level_buttons):
         control.observe(update, names="value")
     update()
-    return box
+    return with_static_view(box)

@@ -13,17 +13,26 @@ import sys
 from collections.abc import Mapping
 from typing import Literal, get_args
 
-__all__ = ["TokenView", "TOKEN_VIEWS", "in_colab", "tokens_html", "show_tokens", "tokenizer_explorer"]
+from gpt2lab.widgets.common import task_line, with_static_view
+
+__all__ = ["TokenView", "TOKENIZER_TASK", "TOKEN_VIEWS", "in_colab", "tokens_html", "show_tokens", "tokenizer_explorer"]
 
 # Soft background colours that stay readable in light and dark themes (text is forced dark).
 _TOKEN_COLOURS = ("#ffd8a8", "#c3fae8", "#d0bfff", "#ffc9c9", "#b2f2bb", "#a5d8ff", "#fcc2d7", "#ffec99")
 TokenView = Literal["markers", "text"]
 TOKEN_VIEWS = get_args(TokenView)
+TOKENIZER_TASK = ("type one word in several forms (play, playing, replayed) and switch tokenizers: which one keeps "
+                  "it whole, and how many tokens does each need for your text?")
 
 
 def in_colab() -> bool:
     """True inside a Google Colab kernel (Colab imports ``google.colab`` at start-up)."""
     return "google.colab" in sys.modules
+
+
+def _ids(tokenizer, text: str) -> list[int]:
+    # verbose=False: a text longer than the model's context is fine to split into tokens here; no warning
+    return tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
 
 
 def _token_strings(tokenizer, ids: list[int], view: str) -> list[str]:
@@ -45,7 +54,7 @@ def tokens_html(tokenizer, text: str, view: TokenView = "markers", show_ids: boo
         raise ValueError(f"view={view!r} is not known; use one of {TOKEN_VIEWS}")
     if not isinstance(text, str):
         raise TypeError(f"text must be a string, got {type(text).__name__}")
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    ids = _ids(tokenizer, text)
     pieces = []
     for i, (tid, tok) in enumerate(zip(ids, _token_strings(tokenizer, ids, view))):
         if view == "text":
@@ -66,7 +75,7 @@ def show_tokens(tokenizer, text: str, view: TokenView = "markers", show_ids: boo
     from IPython.display import HTML, display
 
     display(HTML(tokens_html(tokenizer, text, view=view, show_ids=show_ids)))
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    ids = _ids(tokenizer, text)
     return _token_strings(tokenizer, ids, view)
 
 
@@ -93,7 +102,7 @@ def tokenizer_explorer(tokenizers: Mapping[str, object], text: str = "To be, or 
     def update(_change=None):
         shown.value = tokens_html(tokenizers[choice.value], text_box.value, view=view.value)
         rows = "".join(
-            f"<tr><td>{html.escape(name)}</td><td>{len(tok(text_box.value, add_special_tokens=False)['input_ids'])}"
+            f"<tr><td>{html.escape(name)}</td><td>{len(_ids(tok, text_box.value))}"
             f"</td><td>{len(tok)}</td></tr>" for name, tok in tokenizers.items())
         table.value = ("<table><tr><th>tokenizer</th><th>tokens for this text</th><th>vocabulary size</th></tr>"
                        f"{rows}</table>")
@@ -101,6 +110,6 @@ def tokenizer_explorer(tokenizers: Mapping[str, object], text: str = "To be, or 
     for control in (text_box, choice, view):
         control.observe(update, names="value")
     update()
-    box = widgets.VBox([text_box, choice, view, shown, table])
+    box = widgets.VBox([task_line(TOKENIZER_TASK), text_box, choice, view, shown, table])
     box.text, box.choice, box.view, box.tokens, box.counts = text_box, choice, view, shown, table
-    return box
+    return with_static_view(box)

@@ -452,40 +452,10 @@ used by every sampling mode, `top_p` by nucleus sampling, `top_k` by top-k sampl
 """)
 
 nb.code("""
-import ipywidgets as widgets
-from IPython.display import display
+from gpt2lab.widgets import settings_explorer
 
-mode_w = widgets.Dropdown(options=["sample-top-p", "sample-top-k", "sample", "greedy"], value="sample-top-p",
-                          description="mode")
-temp_w = widgets.FloatSlider(value=1.0, min=0.2, max=3.0, step=0.1, description="temperature")
-top_p_w = widgets.FloatSlider(value=0.9, min=0.05, max=1.0, step=0.05, description="top_p")
-top_k_w = widgets.IntSlider(value=40, min=1, max=200, description="top_k")
-seed_w = widgets.IntSlider(value=0, min=0, max=20, description="seed")
-
-
-def explore(mode, temperature, top_p, top_k, seed):
-    params = {"mode": mode}
-    if mode != "greedy":
-        params["temperature"] = temperature
-    if mode == "sample-top-p":
-        params["top_p"] = top_p
-    if mode == "sample-top-k":
-        params["top_k"] = top_k
-    one = sweep.run_sweep(lm, {"explorer": params}, {"sonnet 1": prompt}, seeds=[seed],
-                          defaults={"max_length": 60}, progress=False)
-    r = one.iloc[0]
-    verdict = "FLAGGED as incoherent" if scorer.flag(one).iloc[0] else "looks fine"
-    print(r.text.strip(), "\\n")
-    print(f"distinct-2 {r.distinct_2:.2f} · repeated 3-grams {r.repeated_3gram_share:.2f} · loop {r.loop_share:.2f} · "
-          f"perplexity {r.perplexity:.1f} · score {scorer.score(one).iloc[0]:.2f} → {verdict}")
-    sweep.plot_pos_comparison({"Shakespeare, lines 5-8": original, "this continuation": r.text})
-    plt.show()
-
-
-controls = widgets.VBox([mode_w, temp_w, top_p_w, top_k_w, seed_w])
-out = widgets.interactive_output(explore, {"mode": mode_w, "temperature": temp_w, "top_p": top_p_w,
-                                           "top_k": top_k_w, "seed": seed_w})
-display(widgets.HBox([controls, out]))
+settings_explorer(lm, prompt, reference=original, scorer=scorer, max_length=60,
+                  reference_label="Shakespeare, lines 5-8")
 """)
 
 nb.md("""

@@ -323,34 +323,10 @@ for precision; `lambda` sets how much noise the words are pushed to take.
 """)
 
 nb.code("""
-import ipywidgets as widgets
+from gpt2lab.widgets import importance_explorer
 
-prompt = widgets.Text(value="The quality of mercy is not strained; it droppeth as the gentle",
-                      description="prompt", layout=widgets.Layout(width="90%"))
-steps_slider = widgets.IntSlider(value=course.scaled(quick=80, full=200), min=10, max=500, step=10,
-                                 description="steps")
-samples_slider = widgets.IntSlider(value=4, min=1, max=64, description="samples")
-rate_slider = widgets.FloatLogSlider(value=0.1, base=10, min=-2, max=0, description="lambda")
-run = widgets.Button(description="explain", button_style="primary")
-shown = widgets.Output()
-
-
-def explain(_=None):
-    with shown:
-        shown.clear_output(wait=True)
-        if not prompt.value.strip():
-            print("type a sentence first")
-            return
-        res = gpt2lab.word_importance(lm, prompt.value, steps=steps_slider.value, samples=samples_slider.value,
-                                      rate=rate_slider.value, progress=False)
-        display(HTML(res.to_html()))
-        res.plot()
-        plt.show()
-
-
-run.on_click(explain)
-display(widgets.VBox([prompt, widgets.HBox([steps_slider, samples_slider, rate_slider]), run, shown]))
-explain()
+importance_explorer(lm, "The quality of mercy is not strained; it droppeth as the gentle",
+                    steps=course.scaled(quick=80, full=200))
 """)
 
 nb.md("""

@@ -327,29 +327,10 @@ shared phrases, large n only real copies).
 """)
 
 nb.code("""
-import ipywidgets as widgets
-from IPython.display import display
+from gpt2lab.widgets import memorisation_explorer
 
-temperature_w = widgets.FloatSlider(value=0.7, min=0.1, max=2.0, step=0.1, description="temperature")
-n_w = widgets.IntSlider(value=8, min=2, max=12, description="n-gram size")
-seed_w = widgets.IntSlider(value=0, min=0, max=20, description="seed")
-indexes = {}
-
-
-def explore(temperature, n, seed):
-    if n not in indexes:
-        indexes[n] = NoveltyIndex.from_run("short-texts", checkpoint_dir=RUNS, n=n)
-    texts = gpt2lab.generate(tuned, prefix=tuned.info["start_token"], truncate=tuned.info["end_token"],
-                             include_prefix=False, max_length=40, num_return_sequences=3, seed=seed,
-                             mode="sample", temperature=temperature)
-    for text in texts:
-        r = indexes[n].check(text)
-        share = "  n/a" if r.copied_fraction is None else f"{100 * r.copied_fraction:5.1f} %"
-        print(f"{share} copied {n}-grams{'  FLAGGED' if r.flagged else ''}: {text}")
-
-
-out = widgets.interactive_output(explore, {"temperature": temperature_w, "n": n_w, "seed": seed_w})
-display(widgets.VBox([widgets.HBox([temperature_w, n_w, seed_w]), out]))
+memorisation_explorer(tuned, lambda n: NoveltyIndex.from_run("short-texts", checkpoint_dir=RUNS, n=n),
+                      prefix=tuned.info["start_token"], truncate=tuned.info["end_token"])
 """)
 
 nb.md("""

@@ -8,8 +8,12 @@ kept: asking again for a prompt and settings seen before shows the kept answer a
 from __future__ import annotations
 
 import html
+from typing import TYPE_CHECKING
 
 from gpt2lab.widgets.common import check_ranges, figure_png, task_line, with_static_view
+
+if TYPE_CHECKING:
+    from gpt2lab.loading import LM
 
 __all__ = ["IMPORTANCE_TASK", "importance_report_html", "importance_explorer"]
 
@@ -25,7 +29,7 @@ def importance_report_html(result) -> str:
             f"<div class='gpt2lab-ranking'>most to least important: {ranking}</div></div>")
 
 
-def importance_explorer(lm, text: str = "The quality of mercy is not strained; it droppeth as the gentle", *,
+def importance_explorer(lm: LM, text: str = "The quality of mercy is not strained; it droppeth as the gentle", *,
                         steps: int = 80, samples: int = 4, rate: float = 0.1, run: bool = True):
     """An ipywidgets explorer of :func:`gpt2lab.word_importance`: a prompt box, sliders for steps
     (10-300), noise samples per step (1-16) and lambda (0.01-1), an *explain* button, and the

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import html
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from gpt2lab.widgets.common import check_ranges, task_line, with_static_view
+
+if TYPE_CHECKING:
+    from gpt2lab.loading import LM
 
 __all__ = ["MEMORISATION_TASK", "sample_texts", "novelty_samples", "novelty_html", "memorisation_explorer"]
 
@@ -18,7 +22,7 @@ MEMORISATION_TASK = ("lower the temperature and watch the copied share rise; the
                      "small n counts ordinary shared phrases, large n only real copies.")
 
 
-def novelty_samples(lm, index, temperature: float, seed: int = 0, *, prefix: str | None = None,
+def novelty_samples(lm: LM, index, temperature: float, seed: int = 0, *, prefix: str | None = None,
                     truncate: str | None = None, max_length: int = 40, samples: int = 3, texts=None):
     """Sample ``samples`` texts (or take ``texts``) and check each against ``index`` (a
     :class:`~gpt2lab.training.memorisation.NoveltyIndex`). Returns a list of (text, NoveltyReport)."""
@@ -28,7 +32,7 @@ def novelty_samples(lm, index, temperature: float, seed: int = 0, *, prefix: str
     return [(text, index.check(text)) for text in texts]
 
 
-def sample_texts(lm, temperature: float, seed: int, *, prefix: str | None = None, truncate: str | None = None,
+def sample_texts(lm: LM, temperature: float, seed: int, *, prefix: str | None = None, truncate: str | None = None,
                  max_length: int = 40, samples: int = 3) -> list[str]:
     """``samples`` continuations of ``prefix`` (plain sampling at ``temperature``), cut at ``truncate``."""
     from gpt2lab.generation.pipeline import generate
@@ -56,7 +60,7 @@ def novelty_html(rows, n: int) -> str:
     return f"<ol class='gpt2lab-novelty'>{''.join(lines)}</ol>"
 
 
-def memorisation_explorer(lm, training, *, prefix: str | None = None, truncate: str | None = None,
+def memorisation_explorer(lm: LM, training, *, prefix: str | None = None, truncate: str | None = None,
                           max_length: int = 40, samples: int = 3, temperature: float = 0.7, n: int = 8,
                           seed: int = 0, level: str = "word"):
     """An ipywidgets explorer: temperature (0.1-2), n-gram size (2-12) and seed (0-20) sliders next to

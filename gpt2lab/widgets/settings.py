@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import html
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from gpt2lab.widgets.common import check_ranges, figure_png, task_line, with_static_view
+
+if TYPE_CHECKING:
+    from gpt2lab.loading import LM
 
 __all__ = ["SETTINGS_MODES", "SETTINGS_TASK", "generation_params", "measure_continuation", "continuation_html",
            "settings_explorer"]
@@ -31,7 +35,7 @@ def generation_params(mode: str, temperature: float, top_p: float, top_k: int) -
     return {"mode": mode, **{k: v for k, v in chosen.items() if mode in _USES[k]}}
 
 
-def measure_continuation(lm, prompt: str, params: Mapping, seed: int = 0, max_length: int = 60, scorer=None):
+def measure_continuation(lm: LM, prompt: str, params: Mapping, seed: int = 0, max_length: int = 60, scorer=None):
     """Generate one continuation of ``prompt`` with ``params`` and measure it.
 
     Returns (row, score, flagged): the measured row of :func:`~gpt2lab.experiments.sweep.run_sweep`
@@ -63,7 +67,7 @@ def continuation_html(row, score: float | None = None, flagged: bool | None = No
             f"<table class='gpt2lab-measures'>{cells}</table>")
 
 
-def settings_explorer(lm, prompt: str, reference: str | None = None, scorer=None, *, max_length: int = 60,
+def settings_explorer(lm: LM, prompt: str, reference: str | None = None, scorer=None, *, max_length: int = 60,
                       mode: str = "sample-top-p", temperature: float = 1.0, top_p: float = 0.9, top_k: int = 40,
                       seed: int = 0, reference_label: str = "reference"):
     """An ipywidgets explorer: mode, temperature, top_p, top_k and seed controls next to one continuation

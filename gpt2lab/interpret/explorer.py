@@ -1,6 +1,8 @@
 """The logit-lens explorer: pick a layer and a position, see the tokens the residual stream there points to."""
 from __future__ import annotations
 
+import warnings
+
 from gpt2lab.attention.capture import display_label
 from gpt2lab.interpret.lens import LogitLens, logit_lens
 
@@ -56,14 +58,17 @@ class LensExplorer:
         ax.set_title(f"{self.lens.layer_labels[row]}, position {position} "
                      f"({display_label(self.lens.tokens[position])!r}): the {len(self.shown)} likeliest next tokens",
                      fontsize=9)
-        figure.tight_layout()
         if self.figure is not None:
             plt.close(self.figure)
         self.figure = figure
-        if get_ipython() is not None:
-            with self.output:
-                clear_output(wait=True)
-                display(figure)
+        with warnings.catch_warnings():  # a token in a script the font lacks is drawn as a box, not a warning
+            warnings.filterwarnings("ignore", message="Glyph .* missing from font", category=UserWarning)
+            figure.tight_layout()
+            figure.canvas.draw()
+            if get_ipython() is not None:
+                with self.output:
+                    clear_output(wait=True)
+                    display(figure)
         plt.close(figure)
 
     def _ipython_display_(self):

@@ -1,6 +1,5 @@
 """A GPT built from scratch (the "build and train a GPT" lesson): the model as a plain trainable
-``torch.nn.Module``, its loader from a ``transformers`` GPT-2, and the attention-only toy in which
-induction heads form.
+``torch.nn.Module``, and its loader from a ``transformers`` GPT-2.
 """
 from __future__ import annotations
 

@@ -13,8 +13,7 @@ the same :func:`~gpt2lab.attention.by_hand.layer_norm_by_hand` and
 Attention is causal multi-head self-attention (Vaswani et al. 2017); the MLP is d_model -> 4 d_model ->
 d_model with GPT-2's tanh approximation of GELU. ``GPTConfig(attention_only=True, layer_norm=False)``
 drops the MLPs and the LayerNorms: the attention-only transformers that Elhage et al. 2021 ("A
-Mathematical Framework for Transformer Circuits") analyse, in which induction heads form
-(:mod:`gpt2lab.model.induction`).
+Mathematical Framework for Transformer Circuits") analyse.
 
 Projections are ``nn.Linear`` (weight stored (out, in)); GPT-2's checkpoints use ``Conv1D`` (weight
 stored (in, out)), so :func:`gpt2lab.model.weights.from_gpt2` transposes them when it copies them in.

@@ -297,6 +297,6 @@ nb.summary([
      "models; the per-position loss shows where it wins: it keeps using context long after an n-gram's window "
      "ends."),
     "The embedded model's log shows the same curve at a larger scale, in bits per character after converting tokens.",
-], outro="Next: the same model without its MLPs, trained on repeated random tokens, grows induction heads.")
+], outro="Next: the residual-stream lesson opens a trained model's layers with the logit lens, attribution and patching.")
 
 nb.write()

@@ -462,6 +462,8 @@ def greedy_by_hand(gpt, ids, n_new, use_cache):
         else:
             logits = gpt(ids).logits[:, -1]
         ids = torch.cat([ids, logits.argmax(-1, keepdim=True)], dim=1)
+        if ids.is_cuda:
+            torch.cuda.synchronize()  # a GPU runs asynchronously: wait for the token before reading the clock
         times.append(time.perf_counter() - start)
     return ids, times
 """)

@@ -158,11 +158,11 @@ $$\\text{effect} = \\frac{\\text{patched} - \\text{corrupt}}{\\text{clean} - \\t
 
 nb.code("""
 candidates = ["ANGELO", "HAMLET", "BRUTUS", "CLAUDIO", "ISABEL", "LUCIO", "MARCUS", "OLIVIA", "PAULINA"]
-n_name = len(lm.tokenizer(second, add_special_tokens=False)["input_ids"])
 length = len(lm.tokenizer(clean)["input_ids"])
-other = next(name for name in candidates
-             if len(lm.tokenizer(clean.replace(second, name))["input_ids"]) == length
-             and lm.tokenizer(name, add_special_tokens=False)["input_ids"][0] != target)
+other = next((name for name in candidates
+              if len(lm.tokenizer(clean.replace(second, name))["input_ids"]) == length
+              and lm.tokenizer(name, add_special_tokens=False)["input_ids"][0] != target), None)
+assert other is not None, f"none of {candidates} has as many tokens as {second} for {lm.name}; add a name"
 corrupt = clean.replace(second, other)
 print(f"corrupt text: {second} -> {other} ({length} tokens each)")
 patch = interpret.activation_patching(lm, clean, corrupt, target)

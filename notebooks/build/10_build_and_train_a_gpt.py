@@ -114,7 +114,7 @@ def decode(ids):
 
 
 train_ids, valid_ids = encode(train_text), encode(valid_text)
-size = gpt2lab.course.scaled(quick=dict(n_layer=2, n_head=4, d_model=64, context_length=64, steps=500),
+size = gpt2lab.course.scaled(quick=dict(n_layer=2, n_head=4, d_model=64, context_length=64, steps=1000),
                              full=dict(n_layer=6, n_head=6, d_model=384, context_length=256, steps=5000))
 steps = size.pop("steps")
 config = GPTConfig(vocab_size=len(chars), dropout=0.0 if gpt2lab.course.is_quick() else 0.2, **size)
@@ -137,7 +137,7 @@ def take_sample(record):
         samples[record["step"]] = decode(out)
 
 
-settings = TrainConfig(max_steps=steps, batch_size=32, learning_rate=gpt2lab.course.scaled(1e-2, 1e-3),
+settings = TrainConfig(max_steps=steps, batch_size=gpt2lab.course.scaled(16, 32), learning_rate=gpt2lab.course.scaled(1e-2, 1e-3),
                        warmup_steps=gpt2lab.course.scaled(30, 200), eval_every=max(steps // 6, 1), eval_batches=8,
                        log_every=log_every, progress=False, device="cpu" if gpt2lab.course.is_quick() else "auto",
                        seed=0)

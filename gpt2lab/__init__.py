@@ -4,7 +4,7 @@ The subpackages follow the course's table of contents::
 
     gpt2lab.basics       n-grams, byte-level BPE, perplexity and bits per character    (notebooks 01-02)
     gpt2lab.attention    a block by hand, attention capture, head statistics, views   (03-04)
-    gpt2lab.model        a GPT built from scratch, trainable, and its loader from GPT-2 (10)
+    gpt2lab.model        a GPT built from scratch, trainable; the induction-heads toy  (10-11)
     gpt2lab.interpret    logit lens, direct logit attribution, activation patching    (12)
     gpt2lab.generation   generation parameters, generate, decoding from scratch       (05)
     gpt2lab.experiments  text analysis, parameter sweeps, the incoherence filter      (06)

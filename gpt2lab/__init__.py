@@ -4,6 +4,8 @@ The subpackages follow the course's table of contents::
 
     gpt2lab.basics       n-grams, byte-level BPE, perplexity and bits per character    (notebooks 01-02)
     gpt2lab.attention    a block by hand, attention capture, head statistics, views   (03-04)
+    gpt2lab.model        a GPT built from scratch, trainable; the induction-heads toy  (10-11)
+    gpt2lab.interpret    logit lens, direct logit attribution, activation patching    (12)
     gpt2lab.generation   generation parameters, generate, decoding from scratch       (05)
     gpt2lab.experiments  text analysis, parameter sweeps, the incoherence filter      (06)
     gpt2lab.explain      words, word importance, attribution baselines, faithfulness  (07)
@@ -25,8 +27,8 @@ from gpt2lab.loading import LM, ModelNotFoundError, embedded_models, from_model,
 
 __version__ = "0.1.0"
 
-SUBPACKAGES = ("basics", "attention", "generation", "experiments", "explain", "training", "serving", "widgets",
-               "cli")
+SUBPACKAGES = ("basics", "attention", "model", "interpret", "generation", "experiments", "explain", "training",
+               "serving", "widgets", "cli")
 MODULES = ("data", "device", "loading", "course", "embedded_recipe")
 
 # curated public name -> the module that defines it
@@ -38,6 +40,12 @@ _LAZY = {
     "bits_per_char": "gpt2lab.basics.evaluation",
     "capture_attention": "gpt2lab.attention.capture",
     "head_stats": "gpt2lab.attention.heads",
+    "GPT": "gpt2lab.model.gpt",
+    "GPTConfig": "gpt2lab.model.gpt",
+    "from_gpt2": "gpt2lab.model.weights",
+    "logit_lens": "gpt2lab.interpret.lens",
+    "direct_logit_attribution": "gpt2lab.interpret.attribution",
+    "activation_patching": "gpt2lab.interpret.patching",
     "GenerationParams": "gpt2lab.generation.params",
     "generate": "gpt2lab.generation.pipeline",
     "generate_to_file": "gpt2lab.generation.pipeline",

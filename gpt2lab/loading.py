@@ -144,6 +144,21 @@ class LM:
         """``gpt2lab.head_stats(lm, text)``: entropy, first-token, previous-token and induction scores."""
         return _call("gpt2lab.attention.heads", "head_stats", self, text, **kwargs)
 
+    def logit_lens(self, text, **kwargs):
+        """``gpt2lab.interpret.logit_lens(lm, text)``: every layer's residual stream read as logits
+        (nostalgebraist 2020)."""
+        return _call("gpt2lab.interpret.lens", "logit_lens", self, text, **kwargs)
+
+    def direct_logit_attribution(self, text, target, **kwargs):
+        """``gpt2lab.interpret.direct_logit_attribution(lm, text, target)``: each component's direct share of
+        the target's logit."""
+        return _call("gpt2lab.interpret.attribution", "direct_logit_attribution", self, text, target, **kwargs)
+
+    def activation_patching(self, clean, corrupt, target, **kwargs):
+        """``gpt2lab.interpret.activation_patching(lm, clean, corrupt, target)``: how much of the clean answer
+        each patched position and head restores."""
+        return _call("gpt2lab.interpret.patching", "activation_patching", self, clean, corrupt, target, **kwargs)
+
     def word_importance(self, text_or_texts, **kwargs):
         """``gpt2lab.word_importance(lm, text)``: perturbation-based word importance (Guan et al. 2019)."""
         return _call("gpt2lab.explain.importance", "word_importance", self, text_or_texts, **kwargs)

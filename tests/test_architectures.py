@@ -314,6 +314,10 @@ GPT2_ONLY = {  # tools that are GPT-2's by nature -> a call on some text
     "compare_with_model": lambda lm: by_hand.compare_with_model(lm, TEXT),
     "run_block_by_hand": lambda lm: by_hand.run_block_by_hand(lm, 0, torch.zeros(3, 32)),
     "model_reference": lambda lm: by_hand.model_reference(lm, TEXT),
+    "from_gpt2": lambda lm: gpt2lab.model.from_gpt2(lm),
+    "logit_lens": lambda lm: gpt2lab.logit_lens(lm, TEXT),
+    "direct_logit_attribution": lambda lm: gpt2lab.direct_logit_attribution(lm, TEXT, 5),
+    "activation_patching": lambda lm: gpt2lab.activation_patching(lm, [1, 2, 3, 4], [6, 2, 3, 4], 5),
 }
 
 

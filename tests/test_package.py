@@ -65,6 +65,9 @@ def test_subpackages_reexport_their_modules_public_names():
     assert gpt2lab.attention.capture_attention is gpt2lab.capture_attention
     assert gpt2lab.generation.generate is gpt2lab.generate  # not decoding.generate, which is its own namespace
     assert gpt2lab.generation.decoding.generate is not gpt2lab.generate
+    assert gpt2lab.model.from_gpt2 is gpt2lab.from_gpt2 and gpt2lab.model.GPT is gpt2lab.GPT
+    assert gpt2lab.interpret.logit_lens is gpt2lab.logit_lens
+    assert gpt2lab.interpret.activation_patching is gpt2lab.activation_patching
 
 
 def test_lm_methods_delegate_to_the_package_functions(tiny_lm):
@@ -79,7 +82,8 @@ def test_lm_methods_delegate_to_the_package_functions(tiny_lm):
     assert torch.equal(capture.attention, gpt2lab.capture_attention(tiny_lm, text).attention)
     public = [n for n in dir(type(tiny_lm)) if not n.startswith("_")]
     for name in ("generate", "score", "capture_attention", "head_stats", "word_importance", "compare_attributions",
-                 "finetune", "serve", "next_token_distribution"):
+                 "finetune", "serve", "next_token_distribution", "logit_lens", "direct_logit_attribution",
+                 "activation_patching"):
         assert name in public
 
 

@@ -39,8 +39,9 @@ from gpt2lab.families import UnsupportedModelError, require_gpt2
 if TYPE_CHECKING:
     from gpt2lab.loading import LM
 
-__all__ = ["token_ids", "Embeddings", "embed_by_hand", "BLOCK_STEPS", "BlockComputation", "layer_norm_by_hand",
-           "gelu_by_hand", "run_block_by_hand", "ModelReference", "model_reference", "block_by_hand",
+__all__ = ["BY_HAND_TOOL", "gpt2_trunk", "block_input_hook", "block_output_hook", "token_ids", "Embeddings",
+           "embed_by_hand", "BLOCK_STEPS", "BlockComputation", "layer_norm_by_hand", "gelu_by_hand", "make_causal_mask",
+           "run_block_by_hand", "ModelReference", "model_reference", "block_by_hand",
            "ForwardByHand", "forward_by_hand", "compare_with_model"]
 
 
@@ -48,10 +49,17 @@ __all__ = ["token_ids", "Embeddings", "embed_by_hand", "BLOCK_STEPS", "BlockComp
 # input checks
 
 
-def _gpt2_parts(lm: LM):
-    """The GPT-2 trunk (``transformer``) of ``lm.model``, or a clear error for other architectures."""
+BY_HAND_TOOL = "the by-hand computation (block_by_hand, embed_by_hand, forward_by_hand, compare_with_model)"
+
+
+def gpt2_trunk(lm: LM, tool: str = BY_HAND_TOOL):
+    """The GPT-2 trunk (``lm.model.transformer``) of a :class:`gpt2lab.LM`, checked before any work.
+
+    ``tool`` names what asks, in the error. Raises TypeError when ``lm`` is not a ``gpt2lab.LM`` and
+    :class:`~gpt2lab.families.UnsupportedModelError` (a TypeError) naming the supported family for
+    other architectures or a model without GPT-2's layout (``transformer.h[i].attn.c_attn``).
+    """
     check_lm(lm)
-    tool = "the by-hand computation (block_by_hand, embed_by_hand, forward_by_hand, compare_with_model)"
     require_gpt2(lm, tool)  # before any work: other families get one sentence naming the supported one
     trunk = getattr(lm.model, "transformer", None)
     blocks = getattr(trunk, "h", None)
@@ -104,7 +112,7 @@ class Embeddings:
 def embed_by_hand(lm: LM, text: str | list[int] | torch.Tensor) -> Embeddings:
     """Look up token and position embeddings for ``text`` and add them, as GPT-2 does first
     (shapes in :class:`Embeddings`). Raises TypeError for a model without GPT-2's layout."""
-    trunk = _gpt2_parts(lm)
+    trunk = gpt2_trunk(lm)
     ids = token_ids(lm, text)
     with torch.no_grad():
         token_table = trunk.wte.weight  # (vocab, d_model)
@@ -207,6 +215,12 @@ def gelu_by_hand(x: torch.Tensor) -> torch.Tensor:
     return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))
 
 
+def make_causal_mask(n_query: int, n_key: int, device=None) -> torch.Tensor:
+    """(n_query, n_key) bool, True where a query may look at a key. The queries are the last ``n_query`` of
+    the ``n_key`` positions (n_query = n_key without a KV cache), so query i sees keys 0 .. n_key - n_query + i."""
+    return torch.ones(n_query, n_key, dtype=torch.bool, device=device).tril(diagonal=n_key - n_query)
+
+
 def _activation(lm: LM):
     name = getattr(lm.model.config, "activation_function", "gelu_new")
     if name == "gelu_new":
@@ -223,7 +237,7 @@ def run_block_by_hand(lm: LM, layer: int, block_input: torch.Tensor) -> BlockCom
     without GPT-2's layout or a block_input that is not a tensor, ValueError for a layer out of range
     or a block_input of another shape.
     """
-    trunk = _gpt2_parts(lm)
+    trunk = gpt2_trunk(lm)
     layer = check_layer(lm, layer)
     cfg = lm.model.config
     block = trunk.h[layer]
@@ -256,7 +270,7 @@ def run_block_by_hand(lm: LM, layer: int, block_input: torch.Tensor) -> BlockCom
             query_heads, key_heads = query_heads.float(), key_heads.float()
         scores = query_heads @ key_heads.transpose(-1, -2)
         scaled_scores = scores * scale
-        causal_mask = torch.ones(n_tokens, n_tokens, dtype=torch.bool, device=x.device).tril()
+        causal_mask = make_causal_mask(n_tokens, n_tokens, device=x.device)
         masked_scores = scaled_scores.masked_fill(~causal_mask, float("-inf"))
         attention_weights = torch.softmax(masked_scores, dim=-1).to(value_heads.dtype)
         weighted_values = attention_weights @ value_heads
@@ -276,6 +290,34 @@ def run_block_by_hand(lm: LM, layer: int, block_input: torch.Tensor) -> BlockCom
         merged_heads=merged_heads, attention_output=attention_output,
         residual_after_attention=residual_after_attention, ln_2=ln_2, mlp_fc=mlp_fc, mlp_gelu=mlp_gelu,
         mlp_output=mlp_output, block_output=block_output)
+
+
+def _hidden(output):
+    return output[0] if isinstance(output, tuple) else output
+
+
+def block_output_hook(block: torch.nn.Module, edit):
+    """Register a forward hook on a transformer block that calls ``edit(hidden)`` on the residual stream
+    it outputs, (batch, T, d_model), and uses what ``edit`` returns instead (None: keep it).
+    Returns the handle: ``.remove()`` it when done."""
+    def hook(module, args, output):
+        new = edit(_hidden(output))
+        if new is None:
+            return None
+        return (new, *output[1:]) if isinstance(output, tuple) else new
+    return block.register_forward_hook(hook)
+
+
+def block_input_hook(block: torch.nn.Module, edit):
+    """Like :func:`block_output_hook`, on the residual stream entering the block (its first argument or
+    its ``hidden_states`` keyword)."""
+    def hook(module, args, kwargs):
+        if args:
+            new = edit(args[0])
+            return None if new is None else ((new, *args[1:]), kwargs)
+        new = edit(kwargs["hidden_states"])
+        return None if new is None else (args, {**kwargs, "hidden_states": new})
+    return block.register_forward_pre_hook(hook, with_kwargs=True)
 
 
 @dataclass
@@ -300,20 +342,17 @@ def model_reference(lm: LM, text) -> ModelReference:
     attention, weights kept on the model's device); forward hooks on the blocks and the output layer
     record the rest of the same pass. Raises TypeError for a model without GPT-2's layout.
     """
-    trunk = _gpt2_parts(lm)
+    trunk = gpt2_trunk(lm)
     ids = token_ids(lm, text)
     inputs, outputs, logits = {}, {}, {}
 
-    def keep(store, key, value):
-        store[key] = (value[0] if isinstance(value, tuple) else value).detach()
+    def keep(store, key):
+        return lambda hidden: store.__setitem__(key, hidden.detach())
 
     hooks = [lm.model.get_output_embeddings().register_forward_hook(
-        lambda module, args, out: keep(logits, 0, out))]
+        lambda module, args, out: keep(logits, 0)(out))]
     for index, block in enumerate(trunk.h):
-        hooks.append(block.register_forward_pre_hook(
-            lambda module, args, kwargs, i=index: keep(inputs, i, args[0] if args else kwargs["hidden_states"]),
-            with_kwargs=True))
-        hooks.append(block.register_forward_hook(lambda module, args, out, i=index: keep(outputs, i, out)))
+        hooks += [block_input_hook(block, keep(inputs, index)), block_output_hook(block, keep(outputs, index))]
     try:
         weights = attention_weights(lm, ids[None], device=lm.device)[0]  # (layers, heads, T, T)
     finally:
@@ -331,7 +370,7 @@ def block_by_hand(lm: LM, text: str | list[int] | torch.Tensor, layer: int) -> B
     Feeding the model's own block input isolates this block: its output can be compared with the
     model's block output directly (see ``compare_with_model``).
     """
-    _gpt2_parts(lm)
+    gpt2_trunk(lm)
     check_layer(lm, layer)
     reference = model_reference(lm, text)
     return run_block_by_hand(lm, layer, reference.block_inputs[layer])
@@ -358,7 +397,7 @@ def forward_by_hand(lm: LM, text: str | list[int] | torch.Tensor) -> ForwardByHa
     GPT-2 reuses the token table as its output layer (weight tying), so the logits are the final
     vectors' dot products with every token embedding.
     """
-    trunk = _gpt2_parts(lm)
+    trunk = gpt2_trunk(lm)
     embeddings = embed_by_hand(lm, text)
     blocks, x = [], embeddings.block_input
     for layer in range(len(trunk.h)):

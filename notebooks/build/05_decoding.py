@@ -433,6 +433,90 @@ for text in contexts:
     print(f"{text!r:40s} keeps {int(torch.isfinite(min_p_filter(logits_, 0.05)).sum())} tokens")
 """, title="min-p as a logit transform")
 
+nb.md("""
+## 11 · A KV cache by hand
+
+*(This section builds on the from-scratch GPT of the "build and train a GPT" lesson.)* Section 3 timed
+the package's decoder with and without its cache. Here is the cache itself, in about twenty lines, on
+top of `gpt2lab.model.GPT` with the loaded model's weights copied in. A block's keys and values for a
+token never change once computed (the causal mask hides everything after it), so each layer keeps them,
+and a new token only computes its own query, key and value and attends over the kept ones.
+""")
+
+nb.code("""
+from gpt2lab.families import model_type
+from gpt2lab.model import from_gpt2
+
+
+def forward_with_cache(gpt, new_ids, cache=None):
+    \"\"\"Logits of the last position for new_ids (1, t_new) following the tokens held in cache; returns
+    (logits, cache), the cache being one (keys, values) pair per layer, each (1, heads, tokens, head_dim).\"\"\"
+    past = 0 if cache is None else cache[0][0].shape[-2]
+    positions = torch.arange(past, past + new_ids.shape[-1], device=new_ids.device)
+    x = gpt.token_embedding(new_ids) + gpt.position_embedding(positions)
+    kept = []
+    for layer, block in enumerate(gpt.blocks):
+        attn = block.attn
+        q, k, v = (attn.split_heads(t) for t in attn.qkv(block.ln_1(x)).split(x.shape[-1], dim=-1))
+        if cache is not None:  # the earlier tokens' keys and values, computed once
+            k, v = torch.cat([cache[layer][0], k], dim=-2), torch.cat([cache[layer][1], v], dim=-2)
+        kept.append((k, v))
+        x = x + attn.out(attn.merge_heads(attn.attend(q, k, v)[0]))
+        x = x + block.mlp(block.ln_2(x))
+    return gpt.lm_head(gpt.ln_f(x))[:, -1], kept
+
+
+@torch.no_grad()
+def greedy_by_hand(gpt, ids, n_new, use_cache):
+    \"\"\"Greedy decoding; returns the ids and the seconds each new token took.\"\"\"
+    times, cache, logits = [], None, None
+    for _ in range(n_new):
+        start = time.perf_counter()
+        if use_cache:
+            logits, cache = forward_with_cache(gpt, ids if cache is None else ids[:, -1:], cache)
+        else:
+            logits = gpt(ids).logits[:, -1]
+        ids = torch.cat([ids, logits.argmax(-1, keepdim=True)], dim=1)
+        if ids.is_cuda:
+            torch.cuda.synchronize()  # a GPU runs asynchronously: wait for the token before reading the clock
+        times.append(time.perf_counter() - start)
+    return ids, times
+""")
+
+nb.code("""
+if model_type(lm) == "gpt2":
+    gpt = from_gpt2(lm)
+    start_ids = lm.encode(prompt)
+    n_new = min(course.scaled(quick=80, full=400), gpt.config.context_length - start_ids.shape[1])
+    cached, cached_times = greedy_by_hand(gpt, start_ids, n_new, use_cache=True)
+    uncached, uncached_times = greedy_by_hand(gpt, start_ids, n_new, use_cache=False)
+    assert torch.equal(cached, uncached)  # token-identical: the cache changes the cost, not the result
+    print(f"{n_new} new tokens, identical with and without the cache; total {sum(cached_times):.2f} s with it, "
+          f"{sum(uncached_times):.2f} s without")
+    lengths = range(start_ids.shape[1], start_ids.shape[1] + n_new)
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    ax.plot(lengths, [1000 * t for t in uncached_times], ".", label="no cache: the whole text again")
+    ax.plot(lengths, [1000 * t for t in cached_times], ".", label="cache: one new token")
+    ax.set_xlabel("tokens in the text so far")
+    ax.set_ylabel("ms per new token")
+    ax.set_yscale("log")
+    ax.legend()
+    plt.show()
+    half = n_new // 2
+    late_ratio = (sum(uncached_times[half:]) / sum(cached_times[half:]))
+    print(f"over the second half of the run the cache makes each token {late_ratio:.1f}x cheaper")
+    assert late_ratio > 1
+else:
+    print(f"{lm.name} is not a GPT-2-family model; the from-scratch GPT copies GPT-2 models only, so this "
+          "section is skipped")
+""")
+
+nb.md("""
+With the cache a new token costs one token's projections and MLP, plus attention over the kept keys: that
+last part still grows with the text, and so does the memory, 2 × layers × tokens × d_model numbers. Without
+the cache every step recomputes the whole text, so its cost grows with the length from the first token on.
+""")
+
 nb.summary([
     "A language model gives a distribution over the next token; the decoding strategy turns the sequence of "
     "distributions into text.",

@@ -3,14 +3,14 @@
 The subpackages follow the course's table of contents::
 
     gpt2lab.basics       n-grams, byte-level BPE, perplexity and bits per character    (notebooks 01-02)
-    gpt2lab.attention    a block by hand, attention capture, head statistics, views   (03-04)
-    gpt2lab.model        a GPT built from scratch, trainable; the induction-heads toy  (10-11)
-    gpt2lab.interpret    logit lens, direct logit attribution, activation patching    (12)
-    gpt2lab.generation   generation parameters, generate, decoding from scratch       (05)
-    gpt2lab.experiments  text analysis, parameter sweeps, the incoherence filter      (06)
-    gpt2lab.explain      words, word importance, attribution baselines, faithfulness  (07)
-    gpt2lab.training     the training loop, fine-tuning, the memorisation check       (08)
-    gpt2lab.serving      the HTTP endpoint and the batch job                          (09)
+    gpt2lab.attention    a block by hand, attention capture, head statistics, views   (03, 05)
+    gpt2lab.model        a GPT built from scratch, trainable; the induction-heads toy  (04, 06)
+    gpt2lab.interpret    logit lens, direct logit attribution, activation patching    (07)
+    gpt2lab.generation   generation parameters, generate, decoding from scratch       (08)
+    gpt2lab.experiments  text analysis, parameter sweeps, the incoherence filter      (09)
+    gpt2lab.explain      words, word importance, attribution baselines, faithfulness  (10)
+    gpt2lab.training     the training loop, fine-tuning, the memorisation check       (11)
+    gpt2lab.serving      the HTTP endpoint and the batch job                          (12)
     gpt2lab.widgets      the ipywidgets explorers
     gpt2lab.cli          the ``gpt2lab`` command
 

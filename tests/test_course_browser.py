@@ -8,7 +8,7 @@ and checks that what the widget shows changes.
 
 * ``test_harness_moves_a_slider``: a tiny generated notebook (an ``IntSlider`` and an output that
   prints its value) proves the harness itself works.
-* ``test_decoding_explorer_reacts_to_a_slider``: ``notebooks/05_decoding.ipynb`` (on a copy, so
+* ``test_decoding_explorer_reacts_to_a_slider``: ``notebooks/08_decoding.ipynb`` (on a copy, so
   nothing is ever saved into the repository) with the embedded model; a slider of the decoding
   explorer is moved and the shown next-token distribution / samples must change.
 
@@ -36,7 +36,7 @@ from browser_support import CHROMIUM_ARGS, find_chromium
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "build" / "test-artifacts" / "browser"
-DECODING_NOTEBOOK = ROOT / "notebooks" / "05_decoding.ipynb"
+DECODING_NOTEBOOK = ROOT / "notebooks" / "08_decoding.ipynb"
 SERVER_START_TIMEOUT_S = 90
 RUN_ALL_TIMEOUT_S = 240
 
@@ -329,7 +329,7 @@ def test_harness_moves_a_slider(tmp_path, browser_page):
 
 
 def test_decoding_explorer_reacts_to_a_slider(tmp_path, browser_page):
-    """Notebook 05 in JupyterLab with the embedded model: run all cells, move the temperature slider
+    """Notebook 08 in JupyterLab with the embedded model: run all cells, move the temperature slider
     of the decoding explorer, and the shown next-token distribution and samples must change."""
     assert DECODING_NOTEBOOK.is_file(), f"{DECODING_NOTEBOOK} does not exist (yet)"
     check_decoding_explorer_in_lab(DECODING_NOTEBOOK, tmp_path, browser_page, ARTIFACTS / "decoding")

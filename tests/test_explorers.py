@@ -1,6 +1,6 @@
 """Every explorer of the course, as Python widget objects (no browser): each opens with a one-line
 guided task, no value its controls allow raises or shows an error, and the three explorers of
-notebooks 06-08 (parameter settings, word importance, memorisation) show what they should.
+notebooks 09-11 (parameter settings, word importance, memorisation) show what they should.
 
 The sweep sets every control to its lowest and highest allowed value (every option of a dropdown or
 toggle, an empty and an over-long text in a text box, both states of a check box) and, after each,
@@ -206,7 +206,7 @@ def test_importance_explorer_at_its_slowest_bounds_is_refused_nowhere(lm):
     assert "gpt2lab-ranking" in box.outputs["result"].value and shown_errors(box) == []
 
 
-# ---------------------------------------------------------------- the explorers of notebooks 06-08
+# ---------------------------------------------------------------- the explorers of notebooks 09-11
 
 def test_settings_explorer_follows_its_mode_and_seed(lm, sonnet):
     prompt, original = sonnet

@@ -105,10 +105,10 @@ def test_notebook_has_the_course_shape(path):
     assert not problems, f"{path.name}:\n  - " + "\n  - ".join(problems)
 
 
-def test_all_ten_course_notebooks_exist():
+def test_all_thirteen_course_notebooks_exist():
     numbers = [int(p.name[:2]) for p in NOTEBOOKS]
-    missing = sorted(set(range(10)) - set(numbers))
-    assert not missing, f"the course has notebooks 00-09; missing: {[f'{n:02d}' for n in missing]}"
+    missing = sorted(set(range(13)) - set(numbers))
+    assert not missing, f"the course has notebooks 00-12; missing: {[f'{n:02d}' for n in missing]}"
     assert len(numbers) == len(set(numbers)), f"two notebooks share a number: {[p.name for p in NOTEBOOKS]}"
 
 
@@ -180,11 +180,11 @@ def _tiny_notebook(folder: Path, name: str, source: str) -> Path:
 
 
 def test_runner_selects_by_number_and_name(tmp_path):
-    paths = [_tiny_notebook(tmp_path, n, "1") for n in ["00_a.ipynb", "01_b_words.ipynb", "05_decoding.ipynb"]]
+    paths = [_tiny_notebook(tmp_path, n, "1") for n in ["00_a.ipynb", "01_b_words.ipynb", "08_decoding.ipynb"]]
     (tmp_path / "notes.ipynb").write_text("{}")  # not a course notebook (no NN_ prefix)
     found = run_course.course_notebooks(tmp_path)
     assert found == paths
-    assert run_course.select(found, ["5"]) == [paths[2]]
+    assert run_course.select(found, ["8"]) == [paths[2]]
     assert run_course.select(found, ["decoding", "00"]) == [paths[0], paths[2]]
     assert run_course.select(found, []) == paths
     with pytest.raises(ValueError, match="no notebook matches '7'"):

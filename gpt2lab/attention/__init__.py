@@ -1,4 +1,4 @@
-"""Attention (notebooks 03-04): one GPT-2 block recomputed by hand, capturing every head's
+"""Attention (notebooks 03-05): one GPT-2 block recomputed by hand, capturing every head's
 attention weights (one batched path), head statistics (first-token, previous-token, induction), and
 views of them.
 """

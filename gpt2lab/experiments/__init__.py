@@ -1,4 +1,4 @@
-"""Experiments with generation (notebook 06): text analysis (parts of speech, repetition, Self-BLEU),
+"""Experiments with generation (notebook 09): text analysis (parts of speech, repetition, Self-BLEU),
 parameter sweeps, and an automatic incoherence filter.
 """
 from __future__ import annotations

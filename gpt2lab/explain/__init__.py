@@ -1,4 +1,4 @@
-"""Which words matter (notebook 07): BPE pieces grouped into words, perturbation-based word importance
+"""Which words matter (notebook 10): BPE pieces grouped into words, perturbation-based word importance
 (Guan et al. 2019), captum baselines, leave-one-out, attention scores and deletion-curve faithfulness;
 ``views`` draws them.
 """

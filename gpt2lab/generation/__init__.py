@@ -1,4 +1,4 @@
-"""Generating text (notebook 05): the one validated definition of generation parameters,
+"""Generating text (notebook 08): the one validated definition of generation parameters,
 ``generate`` over ``model.generate``, the logit transforms in ``transforms`` (temperature, top-k, top-p, repetition
 penalty, n-gram blocking), and decoding written from scratch on top of them in ``decoding`` (greedy, sampling, beam
 search, a KV cache, step records).

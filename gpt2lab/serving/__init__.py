@@ -1,4 +1,4 @@
-"""Serving (notebook 09): the local HTTP endpoint (GET /ping, POST /invocations) and the batch job,
+"""Serving (notebook 12): the local HTTP endpoint (GET /ping, POST /invocations) and the batch job,
 both following the published JSON API of ``gpt2lab.generation.params``.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Training and fine-tuning (notebook 08): the training loop on ``accelerate`` (schedules, atomic
+"""Training and fine-tuning (notebook 11): the training loop on ``accelerate`` (schedules, atomic
 checkpoints, resume, best weights), ``finetune`` and its runs, LoRA, several processes per run, and the
 memorisation check.
 

@@ -1,4 +1,4 @@
-"""The word-importance explorer of notebook 07: type a prompt, choose the search's settings, press
+"""The word-importance explorer of notebook 10: type a prompt, choose the search's settings, press
 *explain*, and see which words the model's next-word prediction depends on.
 
 The search (:func:`gpt2lab.word_importance`) takes seconds, so it runs only when the button is

@@ -1,4 +1,4 @@
-"""The memorisation explorer of notebook 08: sample a few texts at a chosen temperature and see how
+"""The memorisation explorer of notebook 11: sample a few texts at a chosen temperature and see how
 much of each is copied verbatim from the training data, by n-grams of a chosen size.
 
 :func:`novelty_samples` does the work, :func:`novelty_html` shows it and :func:`memorisation_explorer`

@@ -1,4 +1,4 @@
-"""The parameter-settings explorer of notebook 06: one continuation of a prompt, generated with the
+"""The parameter-settings explorer of notebook 09: one continuation of a prompt, generated with the
 settings on the sliders, measured (repetition, loops, perplexity), judged by an incoherence filter and
 compared with a reference text by parts of speech.
 

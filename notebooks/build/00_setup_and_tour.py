@@ -6,7 +6,7 @@ nb = CourseNotebook(
     "00 · Setup and a tour of gpt2lab",
     """
     This course takes GPT-2 apart and puts it back together: from counting letters (notebook 01) to
-    fine-tuning the real model on your own text (notebook 08). Every notebook runs in two worlds:
+    fine-tuning the real model on your own text (notebook 11). Every notebook runs in two worlds:
 
     * **offline on a laptop CPU**, with a small GPT-2 trained on Shakespeare that ships inside the
       `gpt2lab` package (6 layers, about five million parameters), and
@@ -63,7 +63,7 @@ nb.md("""
 |---|---|
 | use the embedded Shakespeare model (offline, fast) | start Jupyter with `GPT2LAB_MODEL=embedded jupyter lab` |
 | use real GPT-2 (needs the Hub once, then it is cached) | `GPT2LAB_MODEL=gpt2` (or `gpt2-medium`, `gpt2-large`, `gpt2-xl`) |
-| use a model you saved (e.g. fine-tuned in notebook 08) | `GPT2LAB_MODEL=/path/to/folder` |
+| use a model you saved (e.g. fine-tuned in notebook 11) | `GPT2LAB_MODEL=/path/to/folder` |
 | pick a model inside one notebook | `lm = gpt2lab.load("gpt2", device="cuda")` |
 | small, quick sweeps (default on a CPU) | `GPT2LAB_SCALE=quick` |
 | full-size sweeps (default when a CUDA GPU is present) | `GPT2LAB_SCALE=full` |
@@ -79,7 +79,7 @@ nb.md("""
 ### Beyond GPT-2: loading another model by name
 
 `gpt2lab.load` takes any causal language model on the Hugging Face Hub by its name, and every tool of
-the package works on it: generation, the decoders of notebook 05, attention views, word importance,
+the package works on it: generation, the decoders of notebook 08, attention views, word importance,
 fine-tuning, serving. The test suite checks each tool on seven families: GPT-2, GPT-NeoX (Pythia),
 Llama (SmolLM, TinyLlama), Qwen2, OPT, GPT-Neo and Phi-3. For example (this needs the Hub, so it is
 shown here rather than run):
@@ -240,7 +240,7 @@ model that has read *Hamlet* on the web, like GPT-2, has more reason to put `' b
 
 Generating is that forward pass in a loop: pick a next token from the distribution, append it,
 repeat. How to pick (always the top token? sample? only from the top few?) is the subject of
-notebook 05; here we use `gpt2lab.generate` and sample from the 50 most likely tokens each time. A
+notebook 08; here we use `gpt2lab.generate` and sample from the 50 most likely tokens each time. A
 fixed `seed` makes the samples reproducible.
 """)
 
@@ -291,12 +291,15 @@ best that notebook 01's n-gram models manage; where does the model you loaded st
 | [01 N-gram language models](01_ngram_language_models.ipynb) | count, smooth, measure perplexity; the baseline every neural model must beat |
 | [02 Tokens](02_tokens.ipynb) | byte-level BPE by hand, GPT-2's tokenizer, token and position embeddings |
 | [03 Attention from scratch](03_attention_from_scratch.ipynb) | queries, keys and values; one GPT-2 block by hand, matching the real one |
-| [04 Looking at attention](04_looking_at_attention.ipynb) | attention maps; heads that look at the first token, the previous token, or copy |
-| [05 Decoding strategies](05_decoding.ipynb) | greedy, beam, temperature, top-k, top-p, repetition penalties, from scratch |
-| [06 Experiments with generation](06_generation_experiments.ipynb) | prose and sonnets under different settings; parts of speech; repetition |
-| [07 Which words matter](07_word_importance.ipynb) | perturbation-based importance, attribution baselines, attention vs importance |
-| [08 Fine-tuning](08_finetuning.ipynb) | train on Shakespeare or your own CSV; checkpoints; before/after perplexity |
-| [09 Serving](09_serving.ipynb) | a local JSON endpoint and a batch job |
+| [04 Build and train a GPT](04_build_and_train_a_gpt.ipynb) | a GPT-2 as a plain PyTorch module; train a small one and compare it with the n-grams |
+| [05 Looking at attention](05_looking_at_attention.ipynb) | attention maps; heads that look at the first token, the previous token, or copy |
+| [06 Induction heads that form](06_induction_heads_form.ipynb) | train a two-layer toy and watch a previous-token head and an induction head appear |
+| [07 Inside the residual stream](07_residual_stream.ipynb) | logit lens, direct logit attribution, activation patching: where a prediction is decided |
+| [08 Decoding strategies](08_decoding.ipynb) | greedy, beam, temperature, top-k, top-p, repetition penalties, from scratch |
+| [09 Experiments with generation](09_generation_experiments.ipynb) | prose and sonnets under different settings; parts of speech; repetition |
+| [10 Which words matter](10_word_importance.ipynb) | perturbation-based importance, attribution baselines, attention vs importance |
+| [11 Fine-tuning](11_finetuning.ipynb) | train on Shakespeare or your own CSV; checkpoints; before/after perplexity |
+| [12 Serving](12_serving.ipynb) | a local JSON endpoint and a batch job |
 
 And in code, `gpt2lab` gives you:
 """)
@@ -308,10 +311,10 @@ tour = {
     "gpt2lab.NGramLM": "count-based n-gram language models (notebook 01)",
     "gpt2lab.train_bpe": "train a GPT-2-style byte-level BPE tokenizer (notebook 02)",
     "gpt2lab.score_text": "loss, perplexity and bits per character on any text",
-    "gpt2lab.generate": "generation with every decoding strategy (notebook 05)",
-    "gpt2lab.capture_attention": "attention weights of every layer and head (notebook 04)",
-    "gpt2lab.word_importance": "which words of a prompt matter for the output (notebook 07)",
-    "gpt2lab.finetune": "fine-tune on your own text with checkpoints and resume (notebook 08)",
+    "gpt2lab.generate": "generation with every decoding strategy (notebook 08)",
+    "gpt2lab.capture_attention": "attention weights of every layer and head (notebook 05)",
+    "gpt2lab.word_importance": "which words of a prompt matter for the output (notebook 10)",
+    "gpt2lab.finetune": "fine-tune on your own text with checkpoints and resume (notebook 11)",
     "gpt2lab (command line)": "`gpt2lab generate`, `gpt2lab batch`, `gpt2lab serve`, `gpt2lab finetune`",
 }
 pd.DataFrame(tour.items(), columns=["name", "what it is for"]).style.hide(axis="index")

@@ -360,7 +360,7 @@ hand.describe()
 
 nb.md("""
 A look at the attention weights of block 0 for the first heads (rows: the token attending, columns:
-the tokens it looks at). Notebook 04 is all about reading these pictures.
+the tokens it looks at). Notebook 05 is all about reading these pictures.
 """)
 
 nb.code("""
@@ -467,6 +467,6 @@ nb.summary([
      "`Conv1D` weights are stored (in, out)."),
     ("Redone by hand with the model's own weights, every block matches `transformers` to float32 "
      "rounding (about 1e-6 here), and so does the next-token prediction."),
-], outro="Next: notebook 04 looks at the attention weights of every head and asks what the heads are doing.")
+], outro="Next: notebook 04 assembles these blocks into a GPT you can train, and trains a small one.")
 
 nb.write()

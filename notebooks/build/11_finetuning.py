@@ -1,9 +1,9 @@
-"""Builds notebooks/08_finetuning.ipynb (run: python notebooks/build/08_finetuning.py)."""
+"""Builds notebooks/11_finetuning.ipynb (run: python notebooks/build/11_finetuning.py)."""
 from nbbuild import CourseNotebook
 
 nb = CourseNotebook(
-    "08_finetuning.ipynb",
-    "08 · Fine-tuning on your own text",
+    "11_finetuning.ipynb",
+    "11 · Fine-tuning on your own text",
     """
     A pretrained GPT-2 writes like the web it was trained on. **Fine-tuning** continues its training on
     *your* text for a while, so that it writes like that instead: plays, product descriptions, short

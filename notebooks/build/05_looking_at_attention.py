@@ -1,9 +1,9 @@
-"""Builds notebooks/04_looking_at_attention.ipynb (run: python notebooks/build/04_looking_at_attention.py)."""
+"""Builds notebooks/05_looking_at_attention.ipynb (run: python notebooks/build/05_looking_at_attention.py)."""
 from nbbuild import CourseNotebook
 
 nb = CourseNotebook(
-    "04_looking_at_attention.ipynb",
-    "04 · Looking at attention: views, head statistics and induction heads",
+    "05_looking_at_attention.ipynb",
+    "05 · Looking at attention: views, head statistics and induction heads",
     """
     Notebook 03 computed attention by hand. Here you look at it: every layer and head of the model at
     once, with bertviz's interactive views (online), with an offline view and heatmaps that need no
@@ -378,6 +378,6 @@ nb.summary([
     ("Induction heads attend to the token after an earlier occurrence of the current token; on a repeated "
      "random sequence they make the second copy predictable, which shows up as a drop in loss. Real GPT-2 "
      "small has them in layers 5 to 7; the notebook says whether the loaded model has any."),
-], outro="Next: notebook 05 turns the model's next-token probabilities into text with different decoding strategies.")
+], outro="Next: notebook 06 trains a small model in which induction heads form before your eyes.")
 
 nb.write()

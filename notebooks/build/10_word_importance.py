@@ -1,9 +1,9 @@
-"""Builds notebooks/07_word_importance.ipynb (run: python notebooks/build/07_word_importance.py)."""
+"""Builds notebooks/10_word_importance.ipynb (run: python notebooks/build/10_word_importance.py)."""
 from nbbuild import CourseNotebook
 
 nb = CourseNotebook(
-    "07_word_importance.ipynb",
-    "07 · Which words matter? Word importance, attribution baselines and faithfulness",
+    "10_word_importance.ipynb",
+    "10 · Which words matter? Word importance, attribution baselines and faithfulness",
     """
     When a language model predicts the next word, which words of the prompt did it rely on? This notebook
     answers with the perturbation method of Guan et al. (ICML 2019): add noise to each word's embedding and
@@ -241,7 +241,7 @@ nb.md("""
 
 Attention weights are tempting: they are right there and they sum to one. But a head can attend to a word
 and then pass on little of it (the value vectors and later layers decide), and many heads park much of
-their attention on the first token regardless of meaning (notebook 04). So attention may agree with the
+their attention on the first token regardless of meaning (notebook 05). So attention may agree with the
 perturbation method on one sentence and not on the next: it is a different quantity, and only a
 measurement says how well it stands in. Compare the attention columns with the perturbation column for
 this sentence:

@@ -1,9 +1,9 @@
-"""Builds notebooks/11_induction_heads_form.ipynb (run: python notebooks/build/11_induction_heads_form.py)."""
+"""Builds notebooks/06_induction_heads_form.ipynb (run: python notebooks/build/06_induction_heads_form.py)."""
 from nbbuild import CourseNotebook
 
 nb = CourseNotebook(
-    "11_induction_heads_form.ipynb",
-    "11 · Induction heads that form before your eyes",
+    "06_induction_heads_form.ipynb",
+    "06 · Induction heads that form before your eyes",
     """
     An **induction head** continues a pattern: having seen `... A B ...` earlier, at the next `A` it
     attends to the `B` and predicts it. It needs a partner in an earlier layer, a **previous-token head**
@@ -248,6 +248,6 @@ nb.summary([
     "Knocking out the previous-token head breaks the induction head: they work together.",
     ("The same statistics, against a uniform head's, show whether a loaded model has such heads and where; a model "
      "trained briefly on little text may have none."),
-], outro="Next: inside the residual stream, the tools that show where a prediction is decided.")
+], outro="Next: notebook 07 looks inside the residual stream, with the tools that show where a prediction is decided.")
 
 nb.write()

@@ -1,9 +1,9 @@
-"""Builds notebooks/12_residual_stream.ipynb (run: python notebooks/build/12_residual_stream.py)."""
+"""Builds notebooks/07_residual_stream.ipynb (run: python notebooks/build/07_residual_stream.py)."""
 from nbbuild import CourseNotebook
 
 nb = CourseNotebook(
-    "12_residual_stream.ipynb",
-    "12 · Inside the residual stream: logit lens, direct logit attribution, activation patching",
+    "07_residual_stream.ipynb",
+    "07 · Inside the residual stream: logit lens, direct logit attribution, activation patching",
     """
     Every block of GPT-2 reads the **residual stream** (one vector per token) and adds its result back
     to it; the final LayerNorm and the output layer turn the last vector into the next-token scores.
@@ -252,6 +252,6 @@ nb.summary([
     ("Activation patching intervenes: copying the clean residual stream at one layer and position into a "
      "corrupt run, or one head's output, shows where the answer lives and which heads move it; patching the "
      "final vector at the last position restores exactly all of it."),
-], outro="Next: the same tools work on any GPT-2-family model; try them on a prompt of your own.")
+], outro="Next: notebook 08 turns the model's next-token probabilities into text with different decoding strategies.")
 
 nb.write()

@@ -1,16 +1,16 @@
-"""Builds notebooks/10_build_and_train_a_gpt.ipynb (run: python notebooks/build/10_build_and_train_a_gpt.py)."""
+"""Builds notebooks/04_build_and_train_a_gpt.ipynb (run: python notebooks/build/04_build_and_train_a_gpt.py)."""
 from nbbuild import CourseNotebook
 
 nb = CourseNotebook(
-    "10_build_and_train_a_gpt.ipynb",
-    "10 · Build and train a GPT",
+    "04_build_and_train_a_gpt.ipynb",
+    "04 · Build and train a GPT",
     """
-    The attention notebook recomputed GPT-2 by hand, one tensor at a time, without gradients. Here the same
+    Notebook 03 recomputed GPT-2 by hand, one tensor at a time, without gradients. Here the same
     pieces become a model you can train: token and position embeddings, a stack of blocks, a final
     LayerNorm and an output layer tied to the token embedding, in about a hundred lines of
     `gpt2lab.model.GPT`. First we check that it computes exactly what GPT-2 computes, by copying a real
     model's weights into it; then we train a small one on Shakespeare, character by character, and
-    compare it with the n-gram models of the n-gram notebook.
+    compare it with the n-gram models of notebook 01.
     """,
     [
         "name the parts of a GPT and the shape of the tensor that flows between them",
@@ -57,7 +57,7 @@ nb.md("""
 3. **final LayerNorm and output layer**: the output layer reuses the token table (weight tying), so a
    token's score is the dot product of the final vector with that token's embedding.
 
-The LayerNorm and the GELU are the functions the attention notebook wrote by hand
+The LayerNorm and the GELU are the functions notebook 03 wrote by hand
 (`layer_norm_by_hand`, `gelu_by_hand`): the hand computation and this model share them.
 """)
 
@@ -95,7 +95,7 @@ nb.md("""
 
 To compare with the n-gram models we work on the same symbols, characters, with the course's split of
 tinyshakespeare. A character model's loss in nats per character, divided by $\\ln 2$, is its **bits per
-character**, the unit of the n-gram notebook. The training loop is `gpt2lab.train`, the one that
+character**, the unit of notebook 01. The training loop is `gpt2lab.train`, the one that
 trained the embedded model; it accepts this model because it returns `.logits` like a transformers model.
 """)
 
@@ -297,6 +297,6 @@ nb.summary([
      "models; the per-position loss shows where it wins: it keeps using context long after an n-gram's window "
      "ends."),
     "The embedded model's log shows the same curve at a larger scale, in bits per character after converting tokens.",
-], outro="Next: the residual-stream lesson opens a trained model's layers with the logit lens, attribution and patching.")
+], outro="Next: notebook 05 looks at the attention weights of every head of a trained model and asks what the heads are doing.")
 
 nb.write()

@@ -1,9 +1,9 @@
-"""Builds notebooks/09_serving.ipynb (run: python notebooks/build/09_serving.py)."""
+"""Builds notebooks/12_serving.ipynb (run: python notebooks/build/12_serving.py)."""
 from nbbuild import CourseNotebook
 
 nb = CourseNotebook(
-    "09_serving.ipynb",
-    "09 · Serving: a JSON endpoint and a batch job",
+    "12_serving.ipynb",
+    "12 · Serving: a JSON endpoint and a batch job",
     """
     A model in a notebook helps one person. To let programs use it, put it behind an interface: an HTTP
     endpoint that answers requests, or a batch job that works through a file of them. This notebook starts

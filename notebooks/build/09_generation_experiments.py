@@ -1,11 +1,11 @@
-"""Builds notebooks/06_generation_experiments.ipynb (run: python notebooks/build/06_generation_experiments.py)."""
+"""Builds notebooks/09_generation_experiments.ipynb (run: python notebooks/build/09_generation_experiments.py)."""
 from nbbuild import CourseNotebook
 
 nb = CourseNotebook(
-    "06_generation_experiments.ipynb",
-    "06 · Experiments with generation parameters",
+    "09_generation_experiments.ipynb",
+    "09 · Experiments with generation parameters",
     """
-    Notebook 05 built every decoding strategy by hand. Here we use them the way a writer would: give
+    Notebook 08 built every decoding strategy by hand. Here we use them the way a writer would: give
     the model the first four lines of Shakespeare's Sonnet 1 and two play openings, let it continue under many settings of
     temperature, top-k, top-p and length, and compare. Instead of just reading the samples, we
     **measure** them: which parts of speech they use, how much they repeat themselves, how diverse
@@ -127,7 +127,7 @@ nb.md("""
 ## The sweep: three prompts under eleven settings
 
 The sweep continues three prompts: Sonnet 1's first four lines, and two play openings, `ROMEO:` with
-the first line of the balcony scene (the prompt of notebook 05) and a bare `JULIET:`. The play
+the first line of the balcony scene (the prompt of notebook 08) and a bare `JULIET:`. The play
 prompts are where a small Shakespeare model is most sure of itself, and so where greedy decoding is
 most likely to fall into a rut; the sonnet is where it is least at home.
 
@@ -167,7 +167,7 @@ seeds = course.scaled(quick=[0], full=[0, 1, 2, 3, 4])
 samples = 2  # texts per setting and seed (one batched call)
 # fit_context: a model with a short context (the embedded one reads 256 tokens) keeps the end of the
 # prompt when prompt + the "long" setting's 180 new tokens would not fit; GPT-2 (1,024) never needs it
-romeo = "ROMEO:\\nBut soft, what light through yonder window breaks?\\n"  # notebook 05's prompt
+romeo = "ROMEO:\\nBut soft, what light through yonder window breaks?\\n"  # notebook 08's prompt
 sweep_prompts = {"sonnet 1": prompt, "ROMEO": romeo, "JULIET": "JULIET:\\n"}
 df = sweep.run_sweep(lm, sweep.CLASSIC_SETTINGS, sweep_prompts, seeds=seeds, samples=samples,
                      defaults={"fit_context": True}, reference=sonnets_pos)
@@ -546,7 +546,7 @@ nb.summary([
     "features the training split chose (repetition, loop and perplexity: the POS mix is left out), 0.78 with "
     "all four."),
 ], outro="""
-Next, notebook 07 asks a different question about a model's output: which words of the input mattered
+Next, notebook 10 asks a different question about a model's output: which words of the input mattered
 for it?
 """)
 

@@ -1,9 +1,9 @@
-"""Builds notebooks/05_decoding.ipynb (run: python notebooks/build/05_decoding.py)."""
+"""Builds notebooks/08_decoding.ipynb (run: python notebooks/build/08_decoding.py)."""
 from nbbuild import CourseNotebook
 
 nb = CourseNotebook(
-    "05_decoding.ipynb",
-    "05 · Decoding strategies: from a distribution to a text",
+    "08_decoding.ipynb",
+    "08 · Decoding strategies: from a distribution to a text",
     """
     A language model does not write text. At each position it returns a probability for every token in
     its vocabulary, and *something else* must turn that stream of distributions into words: the
@@ -318,7 +318,7 @@ nb.md("""
 
 `gpt2lab.generate(lm, prompt, **params)` is a thin, validated layer over `model.generate`. Its
 parameters are one definition (`gpt2lab.GenerationParams`) shared with the command line
-(`gpt2lab generate`), the batch job and the HTTP endpoint (notebook 09). They follow the published GPT-2
+(`gpt2lab generate`), the batch job and the HTTP endpoint (notebook 12). They follow the published GPT-2
 model-package API: each **mode** uses the parameters of its row, with these defaults, and nothing else.
 """)
 
@@ -532,7 +532,7 @@ nb.summary([
     "`gpt2lab.generate` validates its parameters, reports the ones a mode ignores, and batches prompts into one "
     "call; the same parameters drive the CLI, the batch job and the HTTP endpoint.",
 ], outro="""
-Next, notebook 06 uses these settings the way a writer would, and measures what each does to the text.
+Next, notebook 09 uses these settings the way a writer would, and measures what each does to the text.
 """)
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Every explorer of the course, as Python widget objects (no browser): each opens with a one-line
-guided task, no value its controls allow raises or shows an error, and the three explorers of
-notebooks 09-11 (parameter settings, word importance, memorisation) show what they should.
+guided task, no value its controls allow raises or shows an error, and the explorers of notebooks 04,
+06, 07 (training snapshots, induction heads forming, the logit lens) and 09-11 (parameter settings,
+word importance, memorisation) show what they should.
 
 The sweep sets every control to its lowest and highest allowed value (every option of a dropdown or
 toggle, an empty and an over-long text in a text box, both states of a check box) and, after each,
@@ -11,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import ipywidgets as w
+import lesson_toys
 import pytest
 
 from gpt2lab import data
@@ -21,10 +23,14 @@ from gpt2lab.widgets import (
     attention_explorer,
     decoding_explorer,
     importance_explorer,
+    induction_explorer,
+    lens_explorer,
     memorisation_explorer,
     ngram_explorer,
     settings_explorer,
     tokenizer_explorer,
+    training,
+    training_explorer,
 )
 from gpt2lab.widgets.memorisation import sample_texts
 
@@ -44,6 +50,18 @@ def sonnet():
     return sweep.sonnet_parts(1)
 
 
+@pytest.fixture(scope="module")
+def char_run():
+    """(snapshots, decode, prompt, live, vocabulary) of a character GPT trained for 300 steps (~5 s)."""
+    return lesson_toys.char_snapshots()
+
+
+@pytest.fixture(scope="module")
+def toy_run():
+    """The induction toy trained for 600 steps, scores and attention recorded every 100 (~8 s)."""
+    return lesson_toys.induction_toy()
+
+
 def extremes(control) -> list:
     """The values of ``control`` a sweep tries: both ends of a slider, every option of a choice, an empty,
     a blank and an over-long text, both states of a check box, 0 and a large seed for a number box."""
@@ -51,7 +69,7 @@ def extremes(control) -> list:
         return [control.base ** control.min, control.base ** control.max]
     if isinstance(control, (w.IntSlider, w.FloatSlider, w.BoundedIntText)):
         return [control.min, control.max]
-    if isinstance(control, (w.Dropdown, w.ToggleButtons)):
+    if isinstance(control, (w.Dropdown, w.ToggleButtons, w.SelectionSlider)):
         return list(control._options_values)
     if isinstance(control, (w.Text, w.Textarea)):
         return ["", "   ", LONG_TEXT]
@@ -104,7 +122,7 @@ def task_of(box) -> str:
 
 # ---------------------------------------------------------------- every explorer
 
-def _all_explorers(lm, sonnet, gpt2_tokenizer):
+def _all_explorers(lm, sonnet, gpt2_tokenizer, char_run, toy_run):
     train, valid = data.tinyshakespeare_split()
     prompt, original = sonnet
     ngram = ngram_explorer(train[:20_000], valid[:2_000], tokenizer=gpt2_tokenizer, max_n=6, sample_length=40)
@@ -114,6 +132,10 @@ def _all_explorers(lm, sonnet, gpt2_tokenizer):
     settings = settings_explorer(lm, prompt, reference=original, max_length=20)
     importance = importance_explorer(lm, "To be, or not to be", steps=10, samples=1, run=False)
     memorisation = memorisation_explorer(lm, train[:20_000], prefix="ROMEO:", max_length=12, samples=2)
+    lens = lens_explorer(lm, "ROMEO:\nI will go.\n\nJULIET:\n", top_k=5)
+    snapshots, decode, prompt, _, vocabulary = char_run
+    training = training_explorer(snapshots, decode, prompt, max_new_tokens=20, vocabulary=vocabulary)
+    toy = induction_explorer(toy_run)
     return {
         "ngram": (ngram, {"n": ngram.n, "level": ngram.level, "smoothing": ngram.smoothing, "k": ngram.k,
                           "seed": ngram.seed}),
@@ -124,16 +146,20 @@ def _all_explorers(lm, sonnet, gpt2_tokenizer):
         "settings": (settings, settings.controls),
         "importance": (importance, importance.controls),
         "memorisation": (memorisation, memorisation.controls),
+        "lens": (lens, lens.controls),
+        "training": (training, training.controls),
+        "induction": (toy, toy.controls),
     }
 
 
-def test_every_explorer_opens_with_a_task_and_no_allowed_value_raises(lm, sonnet, gpt2_tokenizer, caplog, recwarn):
+def test_every_explorer_opens_with_a_task_and_no_allowed_value_raises(lm, sonnet, gpt2_tokenizer, char_run, toy_run,
+                                                                     caplog, recwarn):
     """...and no library warning reaches the learner (a notebook would show it under the explorer)."""
     import logging
 
-    explorers = _all_explorers(lm, sonnet, gpt2_tokenizer)
+    explorers = _all_explorers(lm, sonnet, gpt2_tokenizer, char_run, toy_run)
     caplog.set_level(logging.WARNING)
-    assert len(explorers) == 7
+    assert len(explorers) == 10
     for name, (box, controls) in explorers.items():
         task = task_of(box)
         assert "Try:" in task and "\n" not in task, f"{name}: {task}"
@@ -144,13 +170,14 @@ def test_every_explorer_opens_with_a_task_and_no_allowed_value_raises(lm, sonnet
         assert [str(w.message) for w in recwarn] == [], f"{name} warned"
 
 
-def test_every_explorer_carries_a_static_picture_of_itself(lm, sonnet, gpt2_tokenizer):
+def test_every_explorer_carries_a_static_picture_of_itself(lm, sonnet, gpt2_tokenizer, char_run, toy_run):
     """Displayed, an explorer offers its live view and a static text/html picture: its task, its controls'
     values and what it shows (for an HTML export with no widget state, where the live view cannot run)."""
-    explorers = _all_explorers(lm, sonnet, gpt2_tokenizer)
+    explorers = _all_explorers(lm, sonnet, gpt2_tokenizer, char_run, toy_run)
     shows = {"ngram": "gpt2lab-ngram-report", "tokenizer": "gpt2lab-tokens", "attention": "data:image/png;base64,",
              "decoding": "gpt2lab-distribution", "settings": "gpt2lab-continuation", "importance": "lambda",
-             "memorisation": "gpt2lab-novelty-row"}
+             "memorisation": "gpt2lab-novelty-row", "lens": "gpt2lab-lens", "training": "gpt2lab-sample",
+             "induction": "gpt2lab-head-scores"}
     for name, (box, _) in explorers.items():
         bundle = box._repr_mimebundle_()
         assert "application/vnd.jupyter.widget-view+json" in bundle, name
@@ -328,3 +355,114 @@ def test_memorisation_rows_say_n_a_for_texts_shorter_than_n():
     assert short.copied_fraction is None and long.copied_fraction == 1.0
     page = novelty_html([("to be or", short), ("to be or not to be", long)], 4)
     assert "data-copied='n/a'" in page and "<b>n/a</b>" in page and "data-copied='100.0'" in page
+
+
+# ---------------------------------------------------------------- the explorers of notebooks 04, 06 and 07
+
+LENS_TEXT = "ROMEO:\nI will go with thee.\n\nJULIET:\nThen go.\n\nROMEO:\n"
+
+
+def test_lens_explorer_shows_each_rows_top_tokens_and_the_models_own_at_the_last(lm):
+    import torch
+
+    from gpt2lab.interpret import logit_lens
+
+    lens = logit_lens(lm, LENS_TEXT)
+    box = lens_explorer(lm, LENS_TEXT, layer=0, position=-1, top_k=5)
+    for row, position in ((0, lens.logits.shape[1] - 1), (3, 2), (lens.n_rows - 1, 5)):
+        box.controls["row"].value, box.controls["position"].value = row, position
+        expected = lens.logits[row, position].topk(5).indices.tolist()
+        assert [i for i, _, _ in box.shown] == expected
+        assert [f"data-token='{i}'" in box.outputs["table"].value for i in expected] == [True] * 5
+    box.controls["row"].value, box.controls["position"].value = lens.n_rows - 1, lens.logits.shape[1] - 1
+    with torch.no_grad():
+        own = lm.model(lm.encode(LENS_TEXT)).logits[0, -1].float()
+    assert [i for i, _, _ in box.shown] == own.topk(5).indices.tolist()  # the model's own top next tokens
+    assert sum(p for _, _, p in box.shown) <= 1.0
+    with pytest.raises(ValueError, match=r"layer=9 is outside .* \[0, 6\]"):
+        lens_explorer(lens, layer=9)
+
+
+def test_snapshots_keep_copies_and_sample_without_touching_the_model(char_run):
+    import torch
+
+    from gpt2lab.model import GPT, GPTConfig, Snapshots
+
+    snapshots, decode, prompt, live, _ = char_run
+    assert snapshots.steps == [0, 100, 200, 300] and snapshots.loss[0] is None
+    assert snapshots.loss[300] < snapshots.loss[100]  # it learnt
+    first, last = snapshots.weights[0], snapshots.weights[300]
+    assert not torch.equal(first["token_embedding.weight"], last["token_embedding.weight"])  # copies, not the live tensors
+    trained = {k: v.clone() for k, v in snapshots.model.state_dict().items()}
+    assert [decode(snapshots.sample(s, prompt, 60, temperature=0.8)) for s in snapshots.steps] == \
+        [live[s] for s in snapshots.steps]  # what the model being trained wrote at that moment
+    assert all(torch.equal(v, snapshots.model.state_dict()[k]) for k, v in trained.items())  # untouched
+    with pytest.raises(KeyError, match=r"no snapshot at step 50; kept: \[0, 100, 200, 300\]"):
+        snapshots.model_at(50)
+    # a log every 30 steps and snapshots every 100: kept at the first logged step 100 or more after the last
+    model = GPT(GPTConfig(vocab_size=5, n_layer=1, n_head=1, d_model=8, context_length=4))
+    every = Snapshots(model, every=100)
+    for step in range(30, 400, 30):
+        every({"step": step, "loss": 1.0})
+    every({"step": 390, "val_loss": 1.0})
+    assert every.steps == [0, 120, 240, 360]
+    with pytest.raises(ValueError, match="every must be a positive int"):
+        Snapshots(model, every=0)
+
+
+def test_training_explorer_shows_the_snapshots_samples_and_words_appear(char_run):
+    snapshots, decode, prompt, live, vocabulary = char_run
+    box = training_explorer(snapshots, decode, prompt, max_new_tokens=60, vocabulary=vocabulary)
+    assert box.last == (0, 0.8, 0, live[0]) and "before any training" in box.outputs["sample"].value
+    shares = {}
+    for step in snapshots.steps:
+        box.controls["step"].value = step
+        assert box.last[-1] == live[step]
+        shares[step] = training.word_share(live[step][len("ROMEO:\n"):], vocabulary)
+        assert f"training loss {snapshots.loss.get(step) or 0:.2f}" in box.outputs["sample"].value or step == 0
+    assert shares[300] > shares[0] + 0.2, shares  # from random letters towards words
+    box.controls["temperature"].value = 2.0
+    hot = box.last[-1]
+    assert hot != live[300]
+    box.controls["temperature"].value = 0.8
+    assert box.last[-1] == live[300]  # the same settings, the same sample
+    with pytest.raises(ValueError, match=r"temperature=5 is outside"):
+        training_explorer(snapshots, decode, prompt, temperature=5)
+
+
+def test_word_share_counts_words_of_the_vocabulary():
+    assert training.word_share("Thou art, thou ART xq!", {"thou", "art"}) == 0.8
+    assert training.word_share("  ,;: ", {"thou"}) is None
+    assert training.words_of("O Romeo, Romeo! wherefore art thou") == ["o", "romeo", "romeo", "wherefore", "art",
+                                                                        "thou"]
+
+
+def test_induction_explorer_shows_what_the_toy_recorded(toy_run):
+    import numpy as np
+
+    from gpt2lab.model import induction
+
+    run = toy_run
+    assert run.patterns.shape == (len(run.steps), 2, 4, len(run.pattern_ids), len(run.pattern_ids))
+    np.testing.assert_allclose(run.patterns[-1], induction.attention_pattern(run.model, run.pattern_ids))  # the end
+    assert rows_are_distributions(run.patterns)  # every row of every pattern is a distribution
+    layer, head = run.induction_head
+    box = induction_explorer(run)
+    assert box.last.step == run.steps[0] and (box.last.layer, box.last.head) == (layer, head)
+    box.controls["step"].value = run.steps[-1]
+    assert box.last.induction == run.induction[-1, layer, head]
+    assert f"<b class='gpt2lab-induction-score'>{run.induction[-1, layer, head]:.2f}</b>" in box.outputs["scores"].value
+    box.controls["head"].value = run.previous_token_head
+    assert box.last.previous_token == run.previous_token[-1, 0].max()
+    np.testing.assert_array_equal(box.last.pattern, run.patterns[-1, 0, run.previous_token_head[1]])
+    assert box.controls["head"].label.endswith("head)")  # the menu marks the heads the notebook names
+    with pytest.raises(ValueError, match="step=7 was not recorded"):
+        induction_explorer(run, step=7)
+    with pytest.raises(ValueError, match="head must be a"):
+        induction_explorer(run, head=(2, 0))
+
+
+def rows_are_distributions(patterns) -> bool:
+    import numpy as np
+
+    return bool(np.allclose(patterns.sum(-1), 1.0, atol=1e-5))

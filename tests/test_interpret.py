@@ -187,14 +187,3 @@ def test_lm_methods_delegate_and_plots_draw(tiny_lm):
                    result.plot()):
         assert figure.axes
         matplotlib.pyplot.close(figure)
-
-
-def test_lens_explorer_shows_the_rows_top_tokens(tiny_lm):
-    lens = interpret.logit_lens(tiny_lm, TEXT)
-    explorer = interpret.lens_explorer(lens, layer=0, position=-1, top_k=3)
-    for row in (0, lens.n_rows - 1):
-        explorer.layer_slider.value = row
-        expected = [lens.token_text(int(i)) for i in lens.logits[row, -1].topk(3).indices]
-        assert explorer.shown == [interpret.views.display_label(t) for t in expected]
-    with pytest.raises(ValueError, match="layer=9 is out of range"):
-        interpret.lens_explorer(lens, layer=9)

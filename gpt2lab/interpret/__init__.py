@@ -4,13 +4,12 @@
 """
 from __future__ import annotations
 
-from gpt2lab.interpret import attribution, explorer, lens, patching, stream, views
+from gpt2lab.interpret import attribution, lens, patching, stream, views
 from gpt2lab.interpret.attribution import *  # noqa: F403
-from gpt2lab.interpret.explorer import *  # noqa: F403
 from gpt2lab.interpret.lens import *  # noqa: F403
 from gpt2lab.interpret.patching import *  # noqa: F403
 from gpt2lab.interpret.stream import *  # noqa: F403
 from gpt2lab.interpret.views import *  # noqa: F403
 
-__all__ = ["stream", "lens", "attribution", "patching", "views", "explorer", *stream.__all__, *lens.__all__,
-           *attribution.__all__, *patching.__all__, *views.__all__, *explorer.__all__]
+__all__ = ["stream", "lens", "attribution", "patching", "views", *stream.__all__, *lens.__all__,
+           *attribution.__all__, *patching.__all__, *views.__all__]

@@ -34,10 +34,11 @@ import torch
 from gpt2lab.attention.heads import induction_score, previous_token_score
 from gpt2lab.model.gpt import GPT, GPTConfig
 
-__all__ = ["BOS", "QUICK_TASK", "QUICK_RUN", "FULL_TASK", "FULL_RUN", "ToyTask", "rule_table", "repeated_segments",
-           "RepeatedSegments", "repeat_twice", "measure_heads", "head_knocked_out", "InductionRun",
-           "train_induction_toy"]
+__all__ = ["BOS", "PATTERN_SEED", "QUICK_TASK", "QUICK_RUN", "FULL_TASK", "FULL_RUN", "ToyTask", "rule_table",
+           "repeated_segments", "RepeatedSegments", "repeat_twice", "measure_heads", "attention_pattern",
+           "head_knocked_out", "InductionRun", "train_induction_toy"]
 
+PATTERN_SEED = 3  # the [BOS, A, A] sequence whose attention train_induction_toy records at every step
 BOS = 0  # the toy's beginning-of-sequence token; the random tokens are 1 .. vocab_size - 1
 QUICK_TASK = dict(vocab_size=32, length=24, min_period=3, max_period=8)  # under a minute on one CPU core
 QUICK_RUN = dict(steps=4000, eval_every=250)
@@ -150,6 +151,17 @@ def measure_heads(model: GPT, periods, n_sequences: int = 8, seed: int = 12345) 
     return np.mean(induction, axis=0), np.mean(previous, axis=0)
 
 
+@torch.no_grad()
+def attention_pattern(model: GPT, ids: torch.Tensor) -> np.ndarray:
+    """(n_layer, n_head, T, T) every head's attention on one sequence ``ids`` (T,), in eval mode."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    weights = model(ids.reshape(1, -1).to(device), return_attention=True).attentions
+    model.train(was_training)
+    return torch.stack([w[0] for w in weights]).float().cpu().numpy()
+
+
 @contextlib.contextmanager
 def head_knocked_out(model: GPT, layer: int, head: int):
     """Within the ``with`` block, head ``head`` of block ``layer`` writes nothing: its slice of the merged
@@ -177,7 +189,9 @@ class InductionRun:
 
     steps: the steps measured; loss: mean training loss (nats/token) since the previous record;
     induction / previous_token: (n_records, n_layer, n_head) head scores at those steps (averaged over
-    the task's segment lengths); seconds: wall-clock time of the training.
+    the task's segment lengths); pattern_ids: (1 + 2 * task.max_period,) one ``[BOS, A, A]`` sequence
+    and patterns: (n_records, n_layer, n_head, T, T) every head's attention on it at those steps (what
+    the lesson's explorer shows, recorded so it never retrains); seconds: wall-clock time of the training.
     """
 
     model: GPT
@@ -186,6 +200,8 @@ class InductionRun:
     loss: list = field(default_factory=list)
     induction: np.ndarray | None = None
     previous_token: np.ndarray | None = None
+    pattern_ids: torch.Tensor | None = None
+    patterns: np.ndarray | None = None
     seconds: float = 0.0
 
     @property
@@ -253,10 +269,12 @@ def train_induction_toy(task: ToyTask | None = None, *, d_model: int = 64, n_hea
     model = GPT(GPTConfig(vocab_size=task.vocab_size, context_length=task.length, n_layer=2, n_head=n_head,
                           d_model=d_model, attention_only=True))
     run, records = InductionRun(model=model, task=task), []
+    run.pattern_ids = repeat_twice(task.vocab_size, task.max_period, seed=PATTERN_SEED)[0]
 
     def on_log(record):
         if "loss" in record:
-            records.append((record["step"], record["loss"], *measure_heads(model, task.periods)))
+            records.append((record["step"], record["loss"], *measure_heads(model, task.periods),
+                            attention_pattern(model, run.pattern_ids)))
 
     start = time.perf_counter()
     config = TrainConfig(max_steps=steps, batch_size=batch_size, learning_rate=learning_rate, warmup_steps=50,
@@ -267,4 +285,5 @@ def train_induction_toy(task: ToyTask | None = None, *, d_model: int = 64, n_hea
     run.seconds = time.perf_counter() - start
     run.steps, run.loss = [r[0] for r in records], [r[1] for r in records]
     run.induction, run.previous_token = np.stack([r[2] for r in records]), np.stack([r[3] for r in records])
+    run.patterns = np.stack([r[4] for r in records])
     return run

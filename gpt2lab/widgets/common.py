@@ -46,7 +46,7 @@ def check_ranges(**checks: tuple) -> None:
 # ---------------------------------------------------------------- a picture for readers without a kernel
 
 STATIC_CLASS = "gpt2lab-static"
-_CHOICE_TYPES = ("Dropdown", "ToggleButtons", "RadioButtons", "Select")
+_CHOICE_TYPES = ("Dropdown", "ToggleButtons", "RadioButtons", "Select", "SelectionSlider")
 
 
 def _control_text(widget) -> str | None:

@@ -123,19 +123,18 @@ print(f"{len(chars)} characters; a GPT with {config.n_layer} blocks, d_model {co
       f"{config.context_length}: {model.n_params:,} parameters")
 """)
 
+nb.md("""
+While it trains, `Snapshots` keeps a copy of the weights at step 0 and every tenth of the run (it is the
+`on_log` callback of the loop), so we can later read what the model wrote at each stage without
+training again.
+""")
+
 nb.code("""
-samples = {}
+from gpt2lab.model import Snapshots
+
 prompt = encode("ROMEO:\\n")
-log_every = max(steps // 24, 1)
-sample_at = {log_every, (steps // 4) // log_every * log_every, (steps // 2) // log_every * log_every, steps}
-
-
-def take_sample(record):
-    if record["step"] in sample_at and record["step"] not in samples:
-        generator = torch.Generator().manual_seed(0)
-        out = model.sample(prompt.to(next(model.parameters()).device), 120, temperature=0.8, generator=generator)
-        samples[record["step"]] = decode(out)
-
+log_every = max(steps // 20, 1)
+snapshots = Snapshots(model, every=2 * log_every)  # step 0 and every tenth of the run
 
 settings = TrainConfig(max_steps=steps, batch_size=gpt2lab.course.scaled(16, 32), learning_rate=gpt2lab.course.scaled(1e-2, 1e-3),
                        warmup_steps=gpt2lab.course.scaled(30, 200), eval_every=max(steps // 6, 1), eval_batches=8,
@@ -144,12 +143,13 @@ settings = TrainConfig(max_steps=steps, batch_size=gpt2lab.course.scaled(16, 32)
 block = config.context_length
 start = time.perf_counter()
 result = train(model, RandomWindows(train_ids, block), RandomWindows(valid_ids, block, length=4096),
-               config=settings, on_log=take_sample)
+               config=settings, on_log=snapshots)
 model.eval()
 device = next(model.parameters()).device
 bits = [(h["step"], h["loss"] / math.log(2)) for h in result.history if "loss" in h]
 val_bits = [(step, loss / math.log(2)) for step, loss in result.val_losses]
-print(f"{steps} steps in {time.perf_counter() - start:.0f} s; held-out loss {val_bits[-1][1]:.3f} bits/char")
+print(f"{steps} steps in {time.perf_counter() - start:.0f} s; held-out loss {val_bits[-1][1]:.3f} bits/char; "
+      f"weights kept at steps {snapshots.steps}")
 """)
 
 nb.md("""
@@ -221,8 +221,31 @@ use everything since the start of the window, which no n-gram model of fixed $n$
 """)
 
 nb.code("""
+shown_steps = [snapshots.steps[i] for i in (0, 1, len(snapshots.steps) // 2, -1)]
+samples = {step: decode(snapshots.sample(step, prompt, 120, temperature=0.8)) for step in shown_steps}
 for step, sample in samples.items():
     print(f"--- step {step} ---\\n{sample}\\n")
+""")
+
+nb.md("""
+### Explorer: what it wrote at every snapshot
+
+Slide over the snapshots and change the temperature; every sample is drawn from the weights kept at
+that step (a fixed seed, so a slider shows its own effect). The line above the text gives the training
+loss logged at that step and the share of the sample's words that occur in the training text.
+**Guided task:** move the training step from 0 to the end and find the first step where most words are
+real; then, at the last step, raise the temperature towards 2 and watch the words fall apart again.
+""")
+
+nb.code("""
+from gpt2lab.widgets import training_explorer, words_of
+
+explorer = training_explorer(snapshots, decode, prompt, max_new_tokens=120, temperature=0.8,
+                             vocabulary=set(words_of(train_text)))
+explorer.controls["step"].value = snapshots.steps[-1]
+assert explorer.last[-1] == samples[snapshots.steps[-1]]  # the same sample as printed above
+explorer.controls["step"].value = snapshots.steps[0]
+explorer
 """)
 
 nb.md("""

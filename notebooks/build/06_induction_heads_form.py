@@ -157,6 +157,27 @@ if others and max(scores[h] for h in looking_back) < min(scores[h] for h in othe
 """)
 
 nb.md("""
+## Explorer: watch a head change during training
+
+While it trained, the toy kept every head's attention on one `[BOS, A, A]` sequence at each measured
+step (`run.patterns`), next to its scores, so the explorer only draws what was recorded: pick a step and
+a head and see where that head looked then, and its two scores over the whole run.
+**Guided task:** pick the induction head and drag the training step from the start; find the step where
+the stripe in the second copy appears, then pick the previous-token head of layer 0 and check that its
+line below the diagonal came first.
+""")
+
+nb.code("""
+from gpt2lab.widgets import induction_explorer
+
+explorer = induction_explorer(run, step=run.steps[-1], head=run.induction_head)
+assert explorer.last.induction == run.induction[-1, ind_layer, ind_head]  # the score reported above
+print(f"shown: L{ind_layer}.H{ind_head} at step {explorer.last.step}, induction score {explorer.last.induction:.2f}")
+explorer.controls["step"].value = run.steps[0]  # back to the start for you to explore
+explorer
+""")
+
+nb.md("""
 ## The loaded model
 
 The same two statistics for every head of the model you loaded, on its own random repeated tokens,

@@ -197,11 +197,18 @@ attention has carried it to the end. The right heatmap points at the heads that 
 
 The explorer shows the likeliest next tokens read from the residual stream at one row and one
 position. **Guided task:** keep the last position and move the row slider up from 0; note the first row
-where the first letter of the next speaker's name reaches the top three.
+where the first token of the next speaker's name reaches the top three. At the last row the table is the
+model's own top next tokens (checked below).
 """)
 
 nb.code("""
-interpret.lens_explorer(lens, layer=0, position=-1, top_k=8)
+from gpt2lab.widgets import lens_explorer
+
+explorer = lens_explorer(lens, layer=0, position=-1, top_k=8)
+explorer.controls["row"].value = lens.n_rows - 1  # the last row: the model's own prediction
+assert [i for i, _, _ in explorer.shown] == logits.topk(8).indices.tolist()
+explorer.controls["row"].value = 0  # back to the embeddings for you to explore
+explorer
 """)
 
 nb.exercise(

@@ -62,9 +62,12 @@ from gpt2lab import data
 lm = gpt2lab.load_default()
 """
 
+KNOWN = "KNOWN"  # the harness cells of lessons 04 and 06 print this, then their known values as JSON
+SAMPLE_TOKENS = 60  # characters the lesson-04 samples continue the prompt by
 TRAIN_CHARS, VALID_CHARS = 100_000, 5_000  # the n-gram and memorisation harnesses' slices of tinyshakespeare
 SONNET_TOKENS = 30
 TEXTS = {
+    "lens": "ROMEO:\nI will go with thee.\n\nJULIET:\nThen go.\n\nROMEO:\n",
     "attention": "The cat sat on the mat. The cat sat on the",
     "importance": "To be, or not to be, that is the",
     "tokenizer": "To be, or not to be: that is the question.",
@@ -103,6 +106,30 @@ importance_explorer(lm, {TEXTS["importance"]!r}, steps=40, samples=2)
 from gpt2lab.widgets import memorisation_explorer
 train, _ = data.tinyshakespeare_split()
 memorisation_explorer(lm, train[:{TRAIN_CHARS}], prefix="ROMEO:", max_length=24, samples=3)
+""",
+    "lens": f"""\
+from gpt2lab.widgets import lens_explorer
+lens_explorer(lm, {TEXTS["lens"]!r}, layer=0, position=-1, top_k=8)
+""",
+    # lessons 04 and 06 train small models here (tests/lesson_toys.py, copied next to the notebook); the
+    # line starting KNOWN gives the test what the explorer must show (see known_values)
+    "training": f"""\
+import json
+from lesson_toys import char_snapshots
+from gpt2lab.widgets import training_explorer
+snapshots, decode, prompt, live, vocabulary = char_snapshots(sample_tokens={SAMPLE_TOKENS})
+print("{KNOWN}", json.dumps(live))
+training_explorer(snapshots, decode, prompt, max_new_tokens={SAMPLE_TOKENS}, vocabulary=vocabulary)
+""",
+    "induction": f"""\
+import json
+from lesson_toys import induction_toy
+from gpt2lab.widgets import induction_explorer
+run = induction_toy()
+layer, head = run.induction_head
+print("{KNOWN}", json.dumps({{"head": [layer, head], "step": run.steps[-1], "steps": run.steps,
+                              "score": f"{{run.induction[-1, layer, head]:.2f}}"}}))
+induction_explorer(run)
 """,
 }
 
@@ -147,6 +174,7 @@ def write_harness(root: Path, names=COURSE_EXPLORERS) -> Path:
     path = root / "explorers.ipynb"
     nbformat.write(nb, str(path))
     (root / "harness_hooks.py").write_text(HOOKS)
+    (root / "lesson_toys.py").write_text((Path(__file__).parent / "lesson_toys.py").read_text())
     return path
 
 
@@ -302,6 +330,16 @@ class ExplorerLab:
         _settle(self.lab, area)
         lab = LabPage(self.page, self.shots / name)  # a folder per explorer (LabPage empties it)
         return Explorer(lab, area, name)
+
+    def known_values(self, name: str):
+        """What the harness cell of section ``name`` printed after KNOWN, read from the page as JSON."""
+        import json
+
+        cell = self.page.locator(".jp-NotebookPanel .jp-CodeCell").filter(
+            has=self.page.locator(".jp-InputArea", has_text=f"{name}_explorer("))
+        printed = "\n".join(cell.locator(".jp-OutputArea-output").all_text_contents())
+        line = next(line for line in printed.splitlines() if line.startswith(KNOWN + " "))
+        return json.loads(line[len(KNOWN) + 1:])
 
     def clear_errors(self) -> None:
         self.errors.clear()

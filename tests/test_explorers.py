@@ -392,7 +392,7 @@ def test_snapshots_keep_copies_and_sample_without_touching_the_model(char_run):
     assert snapshots.steps == [0, 100, 200, 300] and snapshots.loss[0] is None
     assert snapshots.loss[300] < snapshots.loss[100]  # it learnt
     first, last = snapshots.weights[0], snapshots.weights[300]
-    assert not torch.equal(first["token_embedding.weight"], last["token_embedding.weight"])  # copies, not the live tensors
+    assert not torch.equal(first["token_embedding.weight"], last["token_embedding.weight"])  # copies, not views
     trained = {k: v.clone() for k, v in snapshots.model.state_dict().items()}
     assert [decode(snapshots.sample(s, prompt, 60, temperature=0.8)) for s in snapshots.steps] == \
         [live[s] for s in snapshots.steps]  # what the model being trained wrote at that moment

@@ -6,16 +6,18 @@ once for the module; each test takes its explorer's output, moves every control 
 should, with a known value where one exists. Every test fails on a Python traceback in an output or
 a JavaScript error in the page, and asserts a generous bound on the median answer time (the 1 s goal
 is measured by ``bench/bench_explorers.py``). Screenshots: ``build/test-artifacts/browser/explorers/``.
+``GPT2LAB_EXPLORERS="lens training"`` runs the harness with those sections only (the others skip).
 """
 from __future__ import annotations
 
 import math
+import os
 import re
 from pathlib import Path
 
 import pytest
 from browser_support import find_chromium
-from explorer_harness import COURSE_EXPLORERS, TEXTS, TRAIN_CHARS, VALID_CHARS, ExplorerLab, median
+from explorer_harness import COURSE_EXPLORERS, SAMPLE_TOKENS, TEXTS, TRAIN_CHARS, VALID_CHARS, ExplorerLab, median
 
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / "build" / "test-artifacts" / "browser" / "explorers"
@@ -29,7 +31,11 @@ def explorer_lab(tmp_path_factory):
     if find_chromium() is None:
         pytest.skip("no Chromium found (install the Debian package `chromium`, or set GPT2LAB_CHROMIUM)")
     base = tmp_path_factory.mktemp("explorers")
-    with ExplorerLab(base / "root", base / "home", SHOTS, names=(*COURSE_EXPLORERS, "broken")) as lab:
+    only = os.environ.get("GPT2LAB_EXPLORERS", "").split()
+    unknown = set(only) - set(COURSE_EXPLORERS)
+    assert not unknown, f"GPT2LAB_EXPLORERS names no explorer of the harness: {sorted(unknown)}"
+    names = tuple(n for n in COURSE_EXPLORERS if not only or n in only)
+    with ExplorerLab(base / "root", base / "home", SHOTS, names=(*names, "broken")) as lab:
         print(f"harness notebook opened and ran in {lab.open_seconds:.1f} s")
         yield lab
 
@@ -40,6 +46,8 @@ def explore(explorer_lab):
     explorer_lab.clear_errors()
 
     def opened(name: str):
+        if name not in explorer_lab.names:
+            pytest.skip(f"GPT2LAB_EXPLORERS leaves out {name}")
         ex = explorer_lab.explorer(name)
         ex.shot("1-opened")
         return ex
@@ -279,6 +287,81 @@ def test_memorisation_explorer(explorer_lab, explore):
     _no_errors(explorer_lab, ex, "2-moved")
 
 
+def _lens_rows(ex) -> list[int]:
+    rows = ex.area.locator(".gpt2lab-lens tbody tr")
+    return [int(rows.nth(i).get_attribute("data-token")) for i in range(rows.count())]
+
+
+def test_lens_explorer(explorer_lab, explore, embedded_lm):
+    import torch
+
+    from gpt2lab.interpret import logit_lens
+
+    ex = explore("lens")
+    lens = logit_lens(embedded_lm, TEXTS["lens"])
+    last = lens.logits.shape[1] - 1
+    top = lambda row, position: lens.logits[row, position].topk(8).indices.tolist()  # noqa: E731
+    assert _lens_rows(ex) == top(0, last)  # the embeddings' reading at the last position
+    ex.key("row", "ArrowRight", times=2)
+    assert ex.readout("row") == "2" and _lens_rows(ex) == top(2, last)
+    ex.key("row", "End")  # the last row: the model's own top next tokens
+    with torch.no_grad():
+        own = embedded_lm.model(embedded_lm.encode(TEXTS["lens"])).logits[0, -1].float()
+    assert _lens_rows(ex) == top(lens.n_rows - 1, last) == own.topk(8).indices.tolist()
+    ex.act(lambda: ex.area.locator(".widget-dropdown select").first.select_option(index=3))  # position 3
+    assert ex.area.locator(".gpt2lab-lens").get_attribute("data-position") == "3"
+    assert _lens_rows(ex) == top(lens.n_rows - 1, 3)
+    ex.key("row", "Home")
+    assert _lens_rows(ex) == top(0, 3)
+    _no_errors(explorer_lab, ex, "2-moved")
+
+
+def test_training_explorer(explorer_lab, explore):
+    ex = explore("training")
+    live = explorer_lab.known_values("training")  # step -> what the model being trained wrote then
+    steps = sorted(int(s) for s in live)
+    sample = lambda: ex.area.locator(".gpt2lab-sample").first.text_content()  # noqa: E731
+    info = lambda: ex.texts(".gpt2lab-sample-info")[0]  # noqa: E731
+    assert sample() == live[str(steps[0])] and "before any training" in info()
+    ex.key("training step", "End")
+    assert ex.readout("training step") == str(steps[-1]) and sample() == live[str(steps[-1])]
+    share = re.search(r"(\d+)% of its words", info())
+    assert share and len(sample()) == len("ROMEO:\n") + SAMPLE_TOKENS, info()
+    ex.key("training step", "Home")
+    first_share = re.search(r"(\d+)% of its words", info())
+    assert int(share.group(1)) > (int(first_share.group(1)) if first_share else 0)  # words appear as it trains
+    ex.key("training step", "End")
+    ex.key("temperature", "End")
+    assert ex.readout("temperature") == "2.0" and sample() != live[str(steps[-1])]
+    hot = sample()
+    ex.key("seed", "ArrowRight")
+    assert sample() != hot
+    ex.key("seed", "Home")
+    ex.key("temperature", "Home")
+    assert ex.readout("temperature") == "0.1"
+    _no_errors(explorer_lab, ex, "2-moved")
+
+
+def test_induction_explorer(explorer_lab, explore):
+    ex = explore("induction")
+    known = explorer_lab.known_values("induction")  # the induction head and its final score, as reported
+    scores = lambda: ex.area.locator(".gpt2lab-head-scores")  # noqa: E731
+    image = lambda: ex.area.locator("img").first.get_attribute("src")  # noqa: E731
+    layer, head = known["head"]
+    assert scores().get_attribute("data-head") == f"L{layer}.H{head}"
+    assert scores().get_attribute("data-step") == str(known["steps"][0])
+    first = image()
+    ex.key("training step", "End")
+    assert scores().get_attribute("data-step") == str(known["step"]) and image() != first
+    assert ex.area.locator(".gpt2lab-induction-score").inner_text() == known["score"]  # what the notebook reports
+    ex.key("training step", "ArrowLeft")
+    assert scores().get_attribute("data-step") == str(known["steps"][-2])
+    other = (layer, (head + 1) % 4)
+    ex.act(lambda: ex.area.locator(".widget-dropdown select").first.select_option(index=other[0] * 4 + other[1]))
+    assert scores().get_attribute("data-head") == f"L{other[0]}.H{other[1]}"
+    _no_errors(explorer_lab, ex, "2-moved")
+
+
 def test_exported_html_shows_every_explorer_without_a_kernel(explorer_lab, tmp_path):
     """The harness notebook as JupyterLab saves it, exported to HTML like the course runner does (no
     widget state), shows every explorer's static picture in a browser with the network cut off."""
@@ -289,7 +372,7 @@ def test_exported_html_shows_every_explorer_without_a_kernel(explorer_lab, tmp_p
     explorer_lab.page.keyboard.press("Control+s")
     for _ in range(100):
         nb = nbformat.read(str(saved), as_version=4)
-        if sum(bool(c.get("outputs")) for c in nb.cells if c.cell_type == "code") >= len(COURSE_EXPLORERS):
+        if sum(bool(c.get("outputs")) for c in nb.cells if c.cell_type == "code") >= len(explorer_lab.names) - 1:
             break
         explorer_lab.page.wait_for_timeout(200)
     nb.metadata.pop("widgets", None)  # what the runner writes: no widget state
@@ -302,10 +385,11 @@ def test_exported_html_shows_every_explorer_without_a_kernel(explorer_lab, tmp_p
         page.route("http*://**", lambda route: route.abort())  # a reader offline: no CDN script loads
         page.goto(target.as_uri(), wait_until="load")
         pictures = page.locator(".gpt2lab-static")
-        assert pictures.count() == len(COURSE_EXPLORERS)
+        assert pictures.count() == len(explorer_lab.names) - 1  # every section but "broken"
         for i in range(pictures.count()):
             assert pictures.nth(i).is_visible() and "Try:" in pictures.nth(i).inner_text()
-        assert page.locator(".gpt2lab-static img").count() >= 3  # the decoding, settings and importance charts
+        if len(explorer_lab.names) - 1 == len(COURSE_EXPLORERS):
+            assert page.locator(".gpt2lab-static img").count() >= 3  # the decoding, settings and importance charts
         page.screenshot(path=str(SHOTS / "exported-html.png"), full_page=True)
     finally:
         context.close()

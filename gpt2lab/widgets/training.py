@@ -67,8 +67,9 @@ def training_explorer(snapshots: Snapshots, decode: Callable[[list[int]], str], 
     controls = {
         "step": w.SelectionSlider(options=snapshots.steps, value=snapshots.steps[0], description="training step",
                                   continuous_update=False, style=style, layout=layout),
-        "temperature": w.FloatSlider(value=temperature, min=0.1, max=2.0, step=0.1, description="temperature",
-                                     continuous_update=False, style=style, layout=layout),
+        "temperature": w.FloatSlider(value=temperature, min=0.1, max=2.0, step=0.1, readout_format=".1f",
+                                     description="temperature", continuous_update=False, style=style,
+                                     layout=layout),
         "seed": w.IntSlider(value=seed, min=0, max=20, description="seed", continuous_update=False, style=style,
                             layout=layout),
     }

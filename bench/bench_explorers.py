@@ -80,9 +80,26 @@ def memorisation_round(ex, r: int) -> None:
     ex.key("seed", "ArrowRight")
 
 
+def lens_round(ex, r: int) -> None:
+    ex.key("row", "ArrowRight")
+    ex.act(lambda: ex.area.locator(".widget-dropdown select").first.select_option(index=r + 1))
+
+
+def training_round(ex, r: int) -> None:
+    ex.key("training step", "ArrowRight")
+    ex.key("temperature", "ArrowRight")
+    ex.key("seed", "ArrowRight")
+
+
+def induction_round(ex, r: int) -> None:
+    ex.key("training step", "ArrowRight")
+    ex.act(lambda: ex.area.locator(".widget-dropdown select").first.select_option(index=r + 1))
+
+
 ROUNDS = {"ngram": ngram_round, "tokenizer": tokenizer_round, "attention": attention_round,
           "decoding": decoding_round, "settings": settings_round, "importance": importance_round,
-          "memorisation": memorisation_round}
+          "memorisation": memorisation_round, "lens": lens_round, "training": training_round,
+          "induction": induction_round}
 
 
 def importance_search(ex) -> float:

@@ -18,11 +18,15 @@ GPT-2-family models only (others raise a clear error before any work).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from gpt2lab.interpret.stream import gpt2_lm, record_stream, target_id
+
+if TYPE_CHECKING:
+    from gpt2lab.loading import LM
 
 __all__ = ["DirectLogitAttribution", "direct_logit_attribution"]
 
@@ -79,7 +83,7 @@ class DirectLogitAttribution:
 
 
 @torch.no_grad()
-def direct_logit_attribution(lm, text, target) -> DirectLogitAttribution:
+def direct_logit_attribution(lm: LM, text, target) -> DirectLogitAttribution:
     """Split ``lm``'s logit for ``target`` (a token id or a one-token string) after ``text`` (a string or
     token ids) into the direct shares of the embeddings, every head, every attention output bias, every
     MLP and the final LayerNorm bias, with the final LayerNorm's scale taken from this run.

@@ -11,11 +11,15 @@ logits. GPT-2-family models only (others raise a clear error before any work).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from gpt2lab.interpret.stream import gpt2_lm, record_stream
+
+if TYPE_CHECKING:
+    from gpt2lab.loading import LM
 
 __all__ = ["LogitLens", "logit_lens"]
 
@@ -93,7 +97,7 @@ class LogitLens:
 
 
 @torch.no_grad()
-def logit_lens(lm, text) -> LogitLens:
+def logit_lens(lm: LM, text) -> LogitLens:
     """The logit lens of ``text`` (a string or token ids) under ``lm`` (a GPT-2-family :class:`gpt2lab.LM`).
 
     Every row of the residual stream goes through the model's final LayerNorm and output layer.

@@ -20,12 +20,16 @@ GPT-2-family models only (others raise a clear error before any work).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from gpt2lab.attention.by_hand import block_input_hook, block_output_hook, token_ids
 from gpt2lab.interpret.stream import final_logit, gpt2_lm, record_stream, target_id
+
+if TYPE_CHECKING:
+    from gpt2lab.loading import LM
 
 __all__ = ["PatchingResult", "activation_patching"]
 
@@ -63,7 +67,7 @@ def _check_batch_size(batch_size) -> int:
 
 
 @torch.no_grad()
-def activation_patching(lm, clean, corrupt, target, batch_size: int = 16) -> PatchingResult:
+def activation_patching(lm: LM, clean, corrupt, target, batch_size: int = 16) -> PatchingResult:
     """Patch every residual-stream position and every head from the ``clean`` run into the ``corrupt`` run.
 
     clean, corrupt: strings (or token ids) with the same number of tokens; target: a token id or a

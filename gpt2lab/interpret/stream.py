@@ -20,18 +20,22 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from gpt2lab.attention.by_hand import block_input_hook, block_output_hook, gpt2_trunk, layer_norm_by_hand, token_ids
 from gpt2lab.attention.capture import readable_tokens
 
+if TYPE_CHECKING:
+    from gpt2lab.loading import LM
+
 __all__ = ["TOOLS", "StreamRecord", "gpt2_lm", "target_id", "record_stream", "final_logit"]
 
 TOOLS = "the residual-stream tools (logit_lens, direct_logit_attribution, activation_patching)"
 
 
-def gpt2_lm(lm):
+def gpt2_lm(lm: LM):
     """The ``GPT2LMHeadModel`` of ``lm``, checked before any work: TypeError when ``lm`` is not a
     :class:`gpt2lab.LM`, :class:`~gpt2lab.families.UnsupportedModelError` naming the supported family
     for other architectures (see :func:`gpt2lab.attention.by_hand.gpt2_trunk`)."""
@@ -39,7 +43,7 @@ def gpt2_lm(lm):
     return lm.model
 
 
-def target_id(lm, target) -> int:
+def target_id(lm: LM, target) -> int:
     """A target token as its id: an int in the vocabulary, or a string that is exactly one token."""
     vocab = lm.model.config.vocab_size
     if isinstance(target, bool) or not isinstance(target, (int, str)):
@@ -82,7 +86,7 @@ def _hooks(handles):
             handle.remove()
 
 
-def record_stream(lm, text) -> StreamRecord:
+def record_stream(lm: LM, text) -> StreamRecord:
     """Run ``lm`` once on ``text`` (a string or token ids) and record its residual stream (see the module)."""
     model = gpt2_lm(lm)
     ids = token_ids(lm, text)

@@ -11,6 +11,11 @@ way on the train split, so choosing the model's vocabulary cannot lower the bar 
 ``--write-card`` records the figures in the model's folder (evaluation.json) and regenerates its
 MODEL_CARD.md. ``--model DIR`` scores a candidate (a folder written by the recipe) instead of the
 shipped model.
+
+It also measures what issue 18 asks the model to show of GPT-2 (``gpt2lab.attention.induction``): the
+best induction score on repeated random tokens seen in training, the copy ratio on repeated held-out
+passages and the share of the most frequent held-out words that are single tokens, each against its
+target (``gpt2lab.embedded_recipe.TARGETS``).
 """
 from __future__ import annotations
 
@@ -82,6 +87,16 @@ def main(argv=None):
           f"{best_neural['bits_per_char'] / best['bits_per_char']:.3f})")
     beats = best_neural["bits_per_char"] < best["bits_per_char"]
     print("RESULT:", "the embedded model beats every n-gram" if beats else "an n-gram model is better!")
+    from gpt2lab.attention.induction import gpt2_traits
+    from gpt2lab.embedded_recipe import TARGETS
+
+    t = time.perf_counter()
+    traits = gpt2_traits(lm, train, val)
+    print(f"\nwhat it shows of GPT-2 (measured in {time.perf_counter() - t:.1f} s):")
+    for key, label, target, passes in TARGETS:
+        print(f"  {label}: {traits[key]} (target {target}: {'met' if passes(traits[key]) else 'NOT MET'})")
+    print(f"  random tokens, loss first copy {traits['random_loss_first']} / repeat {traits['random_loss_second']} "
+          f"nats; held-out passages {traits['copy_loss_first']} / {traits['copy_loss_second']} nats")
     if args.write_card:
         from gpt2lab.embedded_recipe import write_model_card
         from gpt2lab.loading import embedded_path
@@ -89,7 +104,7 @@ def main(argv=None):
         folder = embedded_path() if args.model == "embedded" else Path(args.model)
         (folder / "evaluation.json").write_text(json.dumps({
             "split": "tinyshakespeare last 10 % (gpt2lab.data.tinyshakespeare_split)", "rows": rows,
-            "best_ngram": best, "embedded": best_neural}, indent=2))
+            "best_ngram": best, "embedded": best_neural, "traits": traits}, indent=2))
         write_model_card(folder)
         print(f"wrote {folder / 'evaluation.json'} and {folder / 'MODEL_CARD.md'}")
     return 0 if beats else 1

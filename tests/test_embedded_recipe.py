@@ -60,3 +60,29 @@ def test_the_recipe_command_runs_end_to_end(tmp_path, monkeypatch):
     for (name, a), b in zip(lm.model.state_dict().items(), kept.model.state_dict().values()):
         assert torch.allclose(a, b.half().float()), name  # shipped = kept weights, rounded to float16
     assert lm.tokenizer.get_vocab() == kept.tokenizer.get_vocab()
+
+
+def test_the_issue_18_options_reach_the_data_the_model_and_the_record(tmp_path):
+    """--vocab-size, --dropout and the repeat shares change what is trained, every evaluation logs the induction
+    and copy figures, and the recorded command repeats the options (so the run can be reproduced)."""
+    from gpt2lab.training.repeats import RepeatingWindows
+
+    stats = embedded_recipe.main(["--steps", "2", "--batch-size", "2", "--out", str(tmp_path / "model"),
+                                  "--work-dir", str(tmp_path / "work"), "--eval-batches", "1", "--score-chars", "3000",
+                                  "--vocab-size", "512", "--dropout", "0.1", "--random-share", "0.5",
+                                  "--span-share", "0.25", "--precision", "no"])
+    assert stats["architecture"]["vocab_size"] == 512 and stats["dropout"] == 0.1
+    assert stats["data_choice"]["random_share"] == 0.5 and stats["data_choice"]["span_share"] == 0.25
+    assert stats["command"].endswith("--vocab-size 512 --dropout 0.1 --random-share 0.5 --span-share 0.25")
+    evaluations = [h for h in stats["history"] if "val_loss" in h]
+    assert evaluations and all({"induction", "induction_ratio", "copy_ratio"} <= set(h) for h in evaluations)
+    assert set(stats["traits"]) >= {"induction_best", "copy_ratio", "single_token_words"}
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tmp_path / "model"))
+    windows = embedded_recipe.training_windows(tokenizer, list(range(1, 400)) * 3, 64, seed=0,
+                                               choice={"random_share": 0.5, "span_share": 0.25, "span_max": 30,
+                                                       "random_max": 30})
+    assert isinstance(windows, RepeatingWindows)
+    kinds = [windows.kind(i) for i in range(400)]
+    assert 0.4 < kinds.count("random") / 400 < 0.6 and 0.15 < kinds.count("span") / 400 < 0.35

@@ -8,11 +8,14 @@ the same with the ``tokenizers`` library and returns a tokenizer that ``transfor
 """
 from __future__ import annotations
 
+import re
+from collections import Counter
 from pathlib import Path
 
-__all__ = ["END_OF_TEXT", "train_bpe", "byte_to_char", "readable_token"]
+__all__ = ["END_OF_TEXT", "train_bpe", "byte_to_char", "readable_token", "top_words", "single_token_share"]
 
 END_OF_TEXT = "<|endoftext|>"
+_WORD = re.compile(r"[A-Za-z']+")
 
 
 def train_bpe(texts, vocab_size: int = 4096, min_frequency: int = 2, special_tokens=(END_OF_TEXT,),
@@ -66,3 +69,22 @@ def readable_token(token: str) -> str:
         return bytes(byte_decoder[ch] for ch in token).decode("utf-8", errors="replace")
     except KeyError:  # special tokens such as <|endoftext|> are not byte-encoded
         return token
+
+
+def top_words(text: str, n: int = 200) -> list[str]:
+    """The ``n`` most frequent words of ``text`` (runs of ASCII letters and apostrophes, case kept), most
+    frequent first, each with the leading space it has inside a sentence. Raises ValueError for n < 1."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be an int >= 1, got {n!r}")
+    counts = Counter(" " + word for word in _WORD.findall(text))
+    return [word for word, _ in counts.most_common(n)]
+
+
+def single_token_share(tokenizer, text: str, n: int = 200) -> float:
+    """Share (0..1) of the ``n`` most frequent words of ``text`` (:func:`top_words`, with their leading
+    space) that ``tokenizer`` encodes as one token. GPT-2's 50,257-token BPE keeps nearly all common
+    English words whole; a small BPE splits them into pieces. Raises ValueError for a text without words."""
+    words = top_words(text, n)
+    if not words:
+        raise ValueError("text holds no words")
+    return sum(len(tokenizer(word, add_special_tokens=False)["input_ids"]) == 1 for word in words) / len(words)

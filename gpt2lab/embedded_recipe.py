@@ -66,8 +66,8 @@ STUDY = [
     "after 9,600 repeated sequences either.",
     "the same probe with the random tokens drawn from the 64 most frequent only: at step 250 the loss on the repeat "
     "was 4.18 nats, as on the first copy (uniform over 64 is 4.16): no induction.",
-    "the 100 % probe on a 2,500-step schedule x 16 (both runs ended after their step-2,000 evaluation, before the "
-    "schedule's end), lr 2e-3 and lr 5e-3: at step 2,000 best "
+    "the 100 % probe on a 2,500-step schedule x 16 (both stopped by hand for time after their step-2,000 "
+    "evaluation, before the schedule's end), lr 2e-3 and lr 5e-3: at step 2,000 best "
     "induction 0.016 (1.0x) and 0.023 (1.4x), loss on the repeat 8.22 nats against 8.23 on the first copy in "
     "both: no induction after 32,000 repeated sequences, though the held-out copy ratio fell to 0.87-0.89. "
     "(gpt2lab.model.induction, added on main meanwhile, gets induction in a 2-layer toy within a minute by "

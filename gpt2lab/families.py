@@ -51,6 +51,6 @@ def require_gpt2(lm: LM, tool: str) -> None:
     model = getattr(lm, "model", None)
     what = f"a {kind!r} model" if kind else "a model without a transformers config"
     raise UnsupportedModelError(
-        f"{tool} follows GPT-2's layout (transformer.h[i].attn.c_attn) and supports the GPT-2 family only: "
+        f"{tool} (built on GPT-2's layout, transformer.h[i].attn.c_attn): supports the GPT-2 family only: "
         f"{TESTED_FAMILIES['gpt2']}; {getattr(lm, 'name', '?')!r} is {what} ({type(model).__name__}). "
         "capture_attention, head_stats and the attention views work on every architecture.")

@@ -173,8 +173,12 @@ def test_capture_layers_subset_and_truncation(tiny_lm):
         only_second.layer(0)
     with pytest.raises(ValueError, match="head=5 is out of range"):
         full.head(0, 5)
-    with pytest.warns(UserWarning, match="keeping the first 6"):
+    with pytest.warns(UserWarning, match=r"keeping the first 6 \(max_tokens=6; pass a larger max_tokens"):
         short = cap.capture_attention(tiny_lm, TEXT, max_tokens=6)
+    # asked for more than the context: the warning names the context, not an impossible larger max_tokens
+    long_text = TEXT * (tiny_lm.context_length // 2 + 1)
+    with pytest.warns(UserWarning, match=rf"keeping the first {tiny_lm.context_length} \(the model's context is"):
+        cap.capture_attention(tiny_lm, long_text, max_tokens=10 * tiny_lm.context_length)
     assert short.n_tokens == 6 and short.truncated_from == full.n_tokens
     assert short.tokens == full.tokens[:6]
     assert short.text == "".join(full.tokens[:6])

@@ -338,11 +338,30 @@ def test_importance_explorer_explains_caches_and_reports(lm):
     (lambda lm: importance_explorer(lm, "x", steps=1000, run=False), r"steps=1000 is outside"),
     (lambda lm: memorisation_explorer(lm, []), "at least one text"),
     (lambda lm: memorisation_explorer(lm, ["a b c"], n=1), r"n=1 is outside"),
+    (lambda lm: decoding_explorer(lm, top_n=0), r"top_n=0 is outside the explorer's range \[1, 100\]"),
+    (lambda lm: decoding_explorer(lm, sample_tokens=-1), r"sample_tokens=-1 is outside"),
+    (lambda lm: decoding_explorer(lm, n_samples=0), r"n_samples=0 is outside"),
+    (lambda lm: decoding_explorer(lm, seed=-5), r"seed=-5 is outside"),
 ])
 def test_explorers_refuse_bad_arguments_in_one_line(lm, make, message):
     with pytest.raises(ValueError, match=message) as info:
         make(lm)
     assert "\n" not in str(info.value)
+
+
+def test_explorers_refuse_a_tokenizer_given_by_name(lm):
+    """A tokenizer's name where a tokenizer object belongs is refused when the explorer is built, not later
+    inside a widget callback."""
+    with pytest.raises(TypeError, match=r"tokenizers\['x'\] must be a tokenizer object"):
+        tokenizer_explorer({"x": "gpt2"})
+    with pytest.raises(TypeError, match="tokenizer must be a tokenizer object"):
+        ngram_explorer("some training text", "some text", tokenizer="gpt2")
+
+
+def test_memorisation_explorer_starts_from_beginning_of_text_without_a_prefix(lm):
+    """The documented call without a prefix samples from the tokenizer's beginning-of-text token."""
+    box = memorisation_explorer(lm, ["to be or not to be that is the question"], max_length=10, samples=2)
+    assert len(box.last) == 2 and all(isinstance(text, str) for text, _ in box.last)
 
 
 def test_memorisation_rows_say_n_a_for_texts_shorter_than_n():

@@ -187,3 +187,16 @@ def test_lm_methods_delegate_and_plots_draw(tiny_lm):
                    result.plot()):
         assert figure.axes
         matplotlib.pyplot.close(figure)
+
+
+def test_a_target_may_be_a_numpy_or_torch_integer(tiny_lm):
+    """``logits.argmax()`` (a 0-d tensor) or a NumPy integer names the same target as the int; a float or a
+    tensor of several ids is still refused."""
+    text = "The cat sat on the"
+    top = interpret.logit_lens(tiny_lm, text).logits[-1, -1].argmax()
+    want = interpret.direct_logit_attribution(tiny_lm, text, int(top))
+    for target in (top, np.int64(int(top))):
+        assert interpret.direct_logit_attribution(tiny_lm, text, target).logit == pytest.approx(want.logit)
+    for bad in (2.0, torch.tensor([1, 2])):
+        with pytest.raises(TypeError, match="target must be a token id"):
+            interpret.direct_logit_attribution(tiny_lm, text, bad)

@@ -64,7 +64,7 @@ def gpt2_trunk(lm: LM, tool: str = BY_HAND_TOOL):
     trunk = getattr(lm.model, "transformer", None)
     blocks = getattr(trunk, "h", None)
     if trunk is None or blocks is None or not hasattr(blocks[0], "attn") or not hasattr(blocks[0].attn, "c_attn"):
-        raise UnsupportedModelError(f"{tool} follows GPT-2's layout (transformer.h[i].attn.c_attn); model "
+        raise UnsupportedModelError(f"{tool}: GPT-2's layout (transformer.h[i].attn.c_attn) only; model "
                                     f"{type(lm.model).__name__} ({lm.name!r}) does not have it")
     return trunk
 

@@ -266,6 +266,7 @@ def capture_attention(lm: LM, text: str | list[int] | torch.Tensor, layers=None,
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
         raise ValueError(f"max_tokens must be a positive int (or None for the context length {context}), "
                          f"got {max_tokens!r}")
+    asked = max_tokens
     max_tokens = min(max_tokens, context)
     chosen = check_layers(lm, layers)
     if isinstance(text, str):
@@ -280,8 +281,10 @@ def capture_attention(lm: LM, text: str | list[int] | torch.Tensor, layers=None,
     truncated_from = None
     if len(all_ids) > max_tokens:
         truncated_from = len(all_ids)
-        warnings.warn(f"text is {len(all_ids)} tokens; keeping the first {max_tokens} (max_tokens={max_tokens}). "
-                      f"Pass a larger max_tokens (up to {context}) to keep more.", UserWarning, stacklevel=2)
+        why = (f"the model's context is {context} tokens" if asked > context else
+               f"max_tokens={max_tokens}; pass a larger max_tokens (up to {context}) to keep more")
+        warnings.warn(f"text is {len(all_ids)} tokens; keeping the first {max_tokens} ({why}).", UserWarning,
+                      stacklevel=2)
         all_ids = all_ids[:max_tokens]
     attention = attention_weights(lm, [list(all_ids)], layers=chosen)[0]
     if truncated_from or not isinstance(text, str):

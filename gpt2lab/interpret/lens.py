@@ -5,8 +5,8 @@ The model turns its final residual stream into logits with the final LayerNorm a
 Applying those two to the residual stream after 0, 1, ..., n_layer blocks shows what the model "would
 say" at each depth, and so at which layer a prediction takes shape. ``logit_lens(lm, text)`` returns
 a :class:`LogitLens` with ``logits`` of shape (n_layer + 1, n_tokens, vocab): row 0 reads the
-embeddings, row i the residual after block i (counting from 1), and the last row is the model's own
-logits. GPT-2-family models only (others raise a clear error before any work).
+embeddings, row i the residual after i blocks (labelled "after block i-1": blocks are numbered from 0),
+and the last row is the model's own logits. GPT-2-family models only (others raise a clear error before any work).
 """
 from __future__ import annotations
 

@@ -19,6 +19,7 @@ supported, before any work.
 from __future__ import annotations
 
 import contextlib
+import operator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -44,8 +45,14 @@ def gpt2_lm(lm: LM):
 
 
 def target_id(lm: LM, target) -> int:
-    """A target token as its id: an int in the vocabulary, or a string that is exactly one token."""
+    """A target token as its id: an integer in the vocabulary (a Python, NumPy or 0-d torch integer, such as
+    ``logits.argmax()``), or a string that is exactly one token."""
     vocab = lm.model.config.vocab_size
+    if not isinstance(target, (str, bool)) and hasattr(target, "__index__"):
+        try:
+            target = operator.index(target)  # numpy / 0-d torch integers; floats and bigger tensors refuse
+        except TypeError:
+            pass
     if isinstance(target, bool) or not isinstance(target, (int, str)):
         raise TypeError(f"target must be a token id (int) or a one-token string, got {type(target).__name__}")
     if isinstance(target, int):

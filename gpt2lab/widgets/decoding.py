@@ -13,8 +13,8 @@ import torch
 
 from gpt2lab.generation import decoding
 from gpt2lab.generation import pipeline as generation
-from gpt2lab.generation.params import MODE_PARAMETERS, MODES, GenerationParams, InvalidParameterError, applies
-from gpt2lab.widgets.common import figure_png, task_line, with_static_view
+from gpt2lab.generation.params import MAX_SEED, MODE_PARAMETERS, MODES, GenerationParams, InvalidParameterError, applies
+from gpt2lab.widgets.common import check_ranges, figure_png, task_line, with_static_view
 
 __all__ = ["DECODING_TASK", "distribution_html", "summary_text", "distribution_figure", "decoding_explorer"]
 
@@ -125,6 +125,8 @@ def decoding_explorer(lm: LM, prompt: str = "ROMEO:\n", *, top_n: int = 15, samp
     """
     import ipywidgets as w
 
+    check_ranges(top_n=(top_n, 1, 100), sample_tokens=(sample_tokens, 1, 200), n_samples=(n_samples, 1, 10),
+                 seed=(seed, -1, MAX_SEED))
     style = {"description_width": "90px"}
     layout = w.Layout(width="420px")
     controls = {

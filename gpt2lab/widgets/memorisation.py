@@ -34,10 +34,14 @@ def novelty_samples(lm: LM, index, temperature: float, seed: int = 0, *, prefix:
 
 def sample_texts(lm: LM, temperature: float, seed: int, *, prefix: str | None = None, truncate: str | None = None,
                  max_length: int = 40, samples: int = 3) -> list[str]:
-    """``samples`` continuations of ``prefix`` (plain sampling at ``temperature``), cut at ``truncate``."""
+    """``samples`` continuations of ``prefix`` (plain sampling at ``temperature``), cut at ``truncate``.
+    Without a prefix, sampling starts from the tokenizer's beginning-of-text token (else its end-of-text token)."""
     from gpt2lab.generation.pipeline import generate
 
-    where = {"prefix": prefix} if prefix else {}
+    start = prefix or lm.tokenizer.bos_token or lm.tokenizer.eos_token
+    if not start:
+        raise ValueError("this tokenizer has no beginning- or end-of-text token to start from; give a prefix")
+    where = {"prefix": start}
     if truncate:
         where["truncate"] = truncate
     return list(generate(lm, **where, include_prefix=False, max_length=max_length, num_return_sequences=samples,

@@ -87,6 +87,9 @@ def ngram_explorer(train: str, valid: str, tokenizer=None, max_n: int = 10, samp
         raise ValueError(f"n must be between 1 and max_n={max_n}, got {n!r}")
     if smoothing not in SMOOTHINGS:
         raise ValueError(f"smoothing={smoothing!r} is not known; use one of {SMOOTHINGS}")
+    if tokenizer is not None and (not callable(tokenizer) or not hasattr(tokenizer, "decode")):
+        raise TypeError(f"tokenizer must be a tokenizer object (e.g. lm.tokenizer) or None, "
+                        f"got {type(tokenizer).__name__}")
 
     style = {"description_width": "initial"}
     n_slider = widgets.IntSlider(value=n, min=1, max=max_n, description="n (context = n-1)",

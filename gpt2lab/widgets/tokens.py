@@ -92,6 +92,10 @@ def tokenizer_explorer(tokenizers: Mapping[str, object], text: str = "To be, or 
     if not isinstance(tokenizers, Mapping) or not tokenizers:
         raise ValueError("tokenizers must be a non-empty mapping of name -> tokenizer, "
                          f"got {type(tokenizers).__name__}")
+    for name, tok in tokenizers.items():
+        if not callable(tok) or not hasattr(tok, "decode"):
+            raise TypeError(f"tokenizers[{name!r}] must be a tokenizer object (e.g. lm.tokenizer or "
+                            f"gpt2lab.data.gpt2_tokenizer()), got {type(tok).__name__}")
     names = list(tokenizers)
     text_box = widgets.Textarea(value=text, description="Text", layout=widgets.Layout(width="95%", height="5em"))
     choice = widgets.ToggleButtons(options=names, value=names[0], description="Tokenizer")

@@ -335,6 +335,7 @@ def test_importance_explorer_explains_caches_and_reports(lm):
 @pytest.mark.parametrize("make, message", [
     (lambda lm: settings_explorer(lm, ""), "prompt must be a non-empty string"),
     (lambda lm: settings_explorer(lm, "x", temperature=9.0), r"temperature=9.0 is outside .* \[0.2, 3.0\]"),
+    (lambda lm: settings_explorer(lm, "x", mode="nucleus"), r"mode='nucleus' is not one of the explorer's modes"),
     (lambda lm: importance_explorer(lm, "x", steps=1000, run=False), r"steps=1000 is outside"),
     (lambda lm: memorisation_explorer(lm, []), "at least one text"),
     (lambda lm: memorisation_explorer(lm, ["a b c"], n=1), r"n=1 is outside"),

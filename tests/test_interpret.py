@@ -200,3 +200,14 @@ def test_a_target_may_be_a_numpy_or_torch_integer(tiny_lm):
     for bad in (2.0, torch.tensor([1, 2])):
         with pytest.raises(TypeError, match="target must be a token id"):
             interpret.direct_logit_attribution(tiny_lm, text, bad)
+
+
+def test_lens_helpers_refuse_positions_ranks_and_ids_outside_the_text(tiny_lm):
+    lens = interpret.logit_lens(tiny_lm, "The cat sat")
+    n, vocab = lens.logits.shape[1], lens.logits.shape[2]
+    assert len(lens.top_tokens(-n, k=vocab)[0]) == vocab
+    for kwargs in ({"position": n}, {"position": -n - 1}, {"k": 0}, {"k": vocab + 1}):
+        with pytest.raises(ValueError, match="must be an int in"):
+            lens.top_tokens(**kwargs)
+    with pytest.raises(ValueError, match=rf"token ids must lie in 0..{vocab - 1}"):
+        lens.probability_of(vocab)

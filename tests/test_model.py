@@ -124,3 +124,14 @@ def test_sample_checks_its_arguments():
         gpt.sample(torch.tensor([1]), -1)
     out = gpt.sample(torch.tensor([1, 2, 3]), 5, top_k=1)  # longer than the context: the window slides
     assert out.shape == (8,) and gpt.training
+    for top_k in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="top_k must be None"):
+            gpt.sample(torch.tensor([1]), 2, top_k=top_k)
+
+
+def test_forward_refuses_an_empty_input_and_a_mask_of_another_shape():
+    gpt = GPT(GPTConfig(vocab_size=10, context_length=4, n_layer=1, n_head=1, d_model=4))
+    with pytest.raises(ValueError, match="input has 0 tokens; this GPT takes 1 to 4"):
+        gpt(torch.zeros(0, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"attention_mask must have the shape of input_ids \(1, 2\)"):
+        gpt(torch.tensor([1, 2]), attention_mask=torch.ones(3))

@@ -72,6 +72,10 @@ class LogitLens:
         else:
             raise ValueError(f"targets must be 'final', 'next', a token id or a list of {n_tokens} ids, got "
                              f"{targets!r}")
+        vocab = self.logits.shape[2]
+        bad = [t for t in ids if t is not None and not 0 <= int(t) < vocab]
+        if bad:
+            raise ValueError(f"token ids must lie in 0..{vocab - 1}, got {bad[0]!r}")
         probs = torch.softmax(self.logits, dim=-1)
         out = np.full((self.n_rows, n_tokens), np.nan)
         for position, token in enumerate(ids):
@@ -80,7 +84,13 @@ class LogitLens:
         return out
 
     def top_tokens(self, position: int = -1, k: int = 1) -> list[list[str]]:
-        """The ``k`` likeliest tokens of every row at ``position``, decoded (one list per row)."""
+        """The ``k`` likeliest tokens of every row at ``position``, decoded (one list per row).
+        Raises ValueError for a position outside the text or k outside 1..vocab."""
+        n_tokens, vocab = self.logits.shape[1], self.logits.shape[2]
+        if isinstance(position, bool) or not isinstance(position, int) or not -n_tokens <= position < n_tokens:
+            raise ValueError(f"position must be an int in {-n_tokens}..{n_tokens - 1}, got {position!r}")
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= vocab:
+            raise ValueError(f"k must be an int in 1..{vocab}, got {k!r}")
         top = self.logits[:, position].topk(k, dim=-1).indices
         return [[self.token_text(i) for i in row.tolist()] for row in top]
 

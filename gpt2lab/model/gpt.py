@@ -206,14 +206,18 @@ class GPT(nn.Module):
             raise TypeError("input_ids must be a (tokens,) or (batch, tokens) integer tensor, got "
                             + (f"{input_ids.dtype} of shape {tuple(input_ids.shape)}"
                                if isinstance(input_ids, torch.Tensor) else type(input_ids).__name__))
-        input_ids = input_ids.reshape(-1, input_ids.shape[-1]).long()
-        if not 1 <= input_ids.shape[-1] <= cfg.context_length:
+        if not 1 <= input_ids.shape[-1] <= cfg.context_length or input_ids.numel() == 0:
             raise ValueError(f"input has {input_ids.shape[-1]} tokens; this GPT takes 1 to {cfg.context_length}")
+        input_ids = input_ids.reshape(-1, input_ids.shape[-1]).long()
         if int(input_ids.min()) < 0 or int(input_ids.max()) >= cfg.vocab_size:
             raise ValueError(f"token ids must lie in 0..{cfg.vocab_size - 1}, got values from "
                              f"{int(input_ids.min())} to {int(input_ids.max())}")
         if attention_mask is not None:
-            mask = torch.as_tensor(attention_mask).reshape(input_ids.shape).bool()
+            mask = torch.as_tensor(attention_mask)
+            if mask.numel() != input_ids.numel():
+                raise ValueError(f"attention_mask must have the shape of input_ids {tuple(input_ids.shape)}, got "
+                                 f"{tuple(mask.shape)}")
+            mask = mask.reshape(input_ids.shape).bool()
             if (mask[:, 1:] & ~mask[:, :-1]).any():
                 raise ValueError("attention_mask may only pad on the right (ones, then zeros); this GPT has no "
                                  "left padding")
@@ -222,11 +226,15 @@ class GPT(nn.Module):
     @torch.no_grad()
     def sample(self, input_ids, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None,
                generator: torch.Generator | None = None) -> torch.Tensor:
-        """Continue ``input_ids`` (T,) by sampling ``max_new_tokens`` tokens (no cache: the whole
-        sequence, cut to the last ``context_length`` tokens, is fed at every step). Returns (T + new,)."""
+        """Continue ``input_ids`` (T,) by sampling ``max_new_tokens`` tokens (no cache: the whole sequence
+        is fed at every step; the prompt must fit the context, and as the text grows past it, its last
+        ``context_length`` tokens are fed). ``top_k``: None (every token) or an int >= 1. Returns (T + new,).
+        Raises ValueError for a bad max_new_tokens, temperature or top_k."""
         if not (isinstance(max_new_tokens, int) and max_new_tokens >= 0 and temperature > 0):
             raise ValueError(f"max_new_tokens must be an int >= 0 and temperature > 0, got {max_new_tokens!r}, "
                              f"{temperature!r}")
+        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+            raise ValueError(f"top_k must be None (no cut) or an int >= 1, got {top_k!r}")
         was_training = self.training
         self.eval()
         ids = self.check_ids(input_ids)[0]

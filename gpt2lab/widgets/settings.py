@@ -84,6 +84,8 @@ def settings_explorer(lm: LM, prompt: str, reference: str | None = None, scorer=
         raise ValueError(f"prompt must be a non-empty string, got {prompt!r}")
     if not isinstance(max_length, int) or max_length < 1:
         raise ValueError(f"max_length must be an integer >= 1, got {max_length!r}")
+    if mode not in SETTINGS_MODES:
+        raise ValueError(f"mode={mode!r} is not one of the explorer's modes {list(SETTINGS_MODES)}")
     check_ranges(temperature=(temperature, 0.2, 3.0), top_p=(top_p, 0.05, 1.0), top_k=(top_k, 1, 200),
                  seed=(seed, 0, 20))
     style, layout = {"description_width": "90px"}, w.Layout(width="360px")

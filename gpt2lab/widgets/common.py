@@ -6,6 +6,7 @@ import html
 import io
 
 __all__ = ["TASK_CLASS", "STATIC_CLASS", "task_html", "task_line", "figure_png", "check_ranges", "static_html",
+           "live_explorer",
            "with_static_view"]
 
 TASK_CLASS = "gpt2lab-task"  # the HTML class of every explorer's opening task line (the tests look for it)
@@ -128,3 +129,14 @@ def with_static_view(box):
 
     box._repr_mimebundle_ = bundle
     return box
+
+
+def live_explorer(box, controls: dict, refresh, outputs: dict):
+    """Wire an explorer: ``refresh`` runs whenever a control's value changes and once now; ``box`` gets
+    ``.controls``, ``.refresh``, ``.outputs`` and ``.last`` (None until ``refresh`` sets it), and is
+    returned with its static picture (:func:`with_static_view`)."""
+    box.controls, box.refresh, box.last, box.outputs = controls, refresh, None, outputs
+    for control in controls.values():
+        control.observe(refresh, names="value")
+    refresh()
+    return with_static_view(box)

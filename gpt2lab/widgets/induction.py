@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gpt2lab.model.induction import InductionRun
-from gpt2lab.widgets.common import figure_png, task_line, with_static_view
+from gpt2lab.widgets.common import figure_png, live_explorer, task_line
 
 __all__ = ["INDUCTION_TASK", "HeadAtStep", "head_at", "uniform_scores", "head_html", "head_figure",
            "induction_explorer"]
@@ -134,9 +134,4 @@ def induction_explorer(run: InductionRun, step: int | None = None, head: tuple[i
         chart.value = figure_png(head_figure(run, box.last))
 
     box = w.VBox([task_line(INDUCTION_TASK), w.HBox([controls["step"], controls["head"]]), scores, chart])
-    box.controls, box.refresh, box.last = controls, refresh, None
-    box.outputs = {"scores": scores, "chart": chart}
-    for control in controls.values():
-        control.observe(refresh, names="value")
-    refresh()
-    return with_static_view(box)
+    return live_explorer(box, controls, refresh, {"scores": scores, "chart": chart})

@@ -11,7 +11,7 @@ import html
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from gpt2lab.widgets.common import check_ranges, task_line, with_static_view
+from gpt2lab.widgets.common import check_ranges, live_explorer, task_line
 
 if TYPE_CHECKING:
     from gpt2lab.loading import LM
@@ -118,9 +118,4 @@ def memorisation_explorer(lm: LM, training, *, prefix: str | None = None, trunca
         status.value = ""
 
     box = w.VBox([task_line(MEMORISATION_TASK), w.HBox(list(controls.values())), status, shown])
-    box.controls, box.refresh, box.last = controls, refresh, None
-    box.outputs = {"samples": shown}
-    for control in controls.values():
-        control.observe(refresh, names="value")
-    refresh()
-    return with_static_view(box)
+    return live_explorer(box, controls, refresh, {"samples": shown})

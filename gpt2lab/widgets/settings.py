@@ -12,7 +12,7 @@ import html
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from gpt2lab.widgets.common import check_ranges, figure_png, task_line, with_static_view
+from gpt2lab.widgets.common import check_ranges, figure_png, live_explorer, task_line
 
 if TYPE_CHECKING:
     from gpt2lab.loading import LM
@@ -119,12 +119,7 @@ def settings_explorer(lm: LM, prompt: str, reference: str | None = None, scorer=
 
     box = w.VBox([task_line(SETTINGS_TASK),
                   w.HBox([w.VBox(list(controls.values()) + [status]), shown]), chart])
-    box.controls, box.refresh, box.last = controls, refresh, None
-    box.outputs = {"text": shown, "chart": chart}
-    for control in controls.values():
-        control.observe(refresh, names="value")
-    refresh()
-    return with_static_view(box)
+    return live_explorer(box, controls, refresh, {"text": shown, "chart": chart})
 
 
 def _pos_png(text: str, reference: str | None, reference_label: str) -> bytes:

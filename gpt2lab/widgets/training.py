@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Iterable
 
 from gpt2lab.model.snapshots import Snapshots
-from gpt2lab.widgets.common import check_ranges, task_line, with_static_view
+from gpt2lab.widgets.common import check_ranges, live_explorer, task_line
 
 __all__ = ["TRAINING_TASK", "words_of", "word_share", "sample_html", "training_explorer"]
 
@@ -88,9 +88,4 @@ def training_explorer(snapshots: Snapshots, decode: Callable[[list[int]], str], 
         box.last = (*key, text)
 
     box = w.VBox([task_line(TRAINING_TASK), *controls.values(), shown])
-    box.controls, box.refresh, box.last = controls, refresh, None
-    box.outputs = {"sample": shown}
-    for control in controls.values():
-        control.observe(refresh, names="value")
-    refresh()
-    return with_static_view(box)
+    return live_explorer(box, controls, refresh, {"sample": shown})
